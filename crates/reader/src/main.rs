@@ -1,0 +1,57 @@
+//! `reader`: writes everything a `writer` sends through the shared-memory ring to
+//! standard output. All logic is in `shm_common`; this file parses and reports.
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+use shm_common::{cli, stream, IpcKey};
+use std::process::ExitCode;
+
+/// Receive the stream a `writer` sends through a System V shared-memory segment and
+/// write it to standard output; waits for the writer if it has not started yet.
+#[derive(Parser, Debug)]
+#[command(version, after_help = cli::EXIT_CODES_HELP)]
+struct Args {
+    /// IPC key: 0x1234abcd, decimal, or path:FILE (ftok). Default: ftok($HOME, 'S').
+    #[arg(long, value_parser = IpcKey::parse)]
+    key: Option<IpcKey>,
+    /// Prefix each message with "[writer N] " (for --lines writers).
+    #[arg(long)]
+    tag: bool,
+    /// Most frames taken per semop.
+    #[arg(long, default_value_t = shm_common::ring::DEFAULT_MAX_BATCH, value_parser = cli::parse_count)]
+    batch: u32,
+    /// Narrate every System V call on stderr, as C.
+    #[arg(long)]
+    explain: bool,
+    /// No notes and no summary on stderr (errors are still printed).
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    ExitCode::from(cli::finish("reader", run(&args), args.quiet))
+}
+
+fn run(args: &Args) -> shm_common::Result<stream::Summary> {
+    let key = match args.key {
+        Some(k) => k,
+        None => IpcKey::default_for_user()?,
+    };
+    if args.explain {
+        shm_common::trace::enable("reader");
+    }
+    cli::install_signal_handler()?;
+    let cfg = stream::ReaderConfig {
+        key,
+        tag: args.tag,
+        max_batch: args.batch,
+    };
+    let quiet = args.quiet;
+    let note = move |m: String| {
+        if !quiet {
+            eprintln!("reader: {m}");
+        }
+    };
+    stream::run_reader(&cfg, &mut std::io::stdout().lock(), &note)
+}

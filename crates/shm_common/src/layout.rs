@@ -1,0 +1,238 @@
+//! The shared segment's layout and the semaphore set's members: the numbers both
+//! processes must agree on. PROTOCOL.md documents the same numbers; the compile-time
+//! assertions below keep the two honest.
+//!
+//! # Layout
+//! ```text
+//! offset 0            HEADER_SIZE (4096)                   + slot_size * slot_count
+//! | header (4096 B)   | slot 0 | slot 1 | ... | slot N-1 |
+//! ```
+//! Every multi-byte field is in native byte order (little-endian on x86-64 and
+//! AArch64: the only platforms a System V segment is shared between is one machine).
+
+use crate::error::{Error, Result};
+
+/// `b"SVSHMRNG"` read as a little-endian u64: the first eight bytes of the segment.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"SVSHMRNG");
+/// Bumped whenever the layout or the protocol changes incompatibly.
+pub const VERSION: u32 = 1;
+/// The header occupies the first page, so the ring starts page-aligned.
+pub const HEADER_SIZE: usize = 4096;
+/// Slot sizes are multiples of this (a cache line), which keeps every slot's frame
+/// header 8-byte aligned and stops two slots from sharing a cache line.
+pub const SLOT_ALIGN: u32 = 64;
+/// Upper bound on the slot count: the free/filled counts live in semaphores, whose
+/// values may not exceed SEMVMX (32767 on Linux).
+pub const MAX_SLOTS: u32 = 32767;
+/// Largest slot we accept (1 GiB): lengths are u32 and one slot must fit in memory.
+pub const MAX_SLOT_SIZE: u32 = 1 << 30;
+/// Default geometry, chosen from the benchmarks (see BENCHMARKS.md): 256 slots of
+/// 64 KiB = 16 MiB; deep enough that neither side sleeps in the steady state.
+pub const DEFAULT_SLOTS: u32 = 256;
+/// See [`DEFAULT_SLOTS`].
+pub const DEFAULT_SLOT_SIZE: u32 = 64 * 1024;
+/// How many peers (writers + readers) the peer table can list at once.
+pub const MAX_PEERS: usize = 32;
+
+/// Header field offsets (bytes from the start of the segment).
+pub mod off {
+    /// u64 magic, [`super::MAGIC`].
+    pub const MAGIC: usize = 0;
+    /// u32 layout version.
+    pub const VERSION: usize = 8;
+    /// u32 header size ([`super::HEADER_SIZE`]).
+    pub const HEADER_SIZE: usize = 12;
+    /// u32 slot count.
+    pub const SLOT_COUNT: usize = 16;
+    /// u32 slot size in bytes (frame header included).
+    pub const SLOT_SIZE: usize = 20;
+    /// u64 total segment size the creator asked for.
+    pub const SEGMENT_SIZE: usize = 24;
+    /// u32 session state, see [`super::State`]. Atomic.
+    pub const STATE: usize = 32;
+    /// u32 flags: bit 0 = persist (the writer may end before any reader came).
+    pub const FLAGS: usize = 36;
+    /// u32 writers that ever joined. Changed with both mutexes held.
+    pub const WRITERS_JOINED: usize = 40;
+    /// u32 readers that ever joined. Changed with both mutexes held.
+    pub const READERS_JOINED: usize = 44;
+    /// u32 writers that left after sending their END frame.
+    pub const WRITERS_FINISHED: usize = 48;
+    /// u32 readers that left after seeing the FINAL frame.
+    pub const READERS_FINISHED: usize = 52;
+    /// u64 data frames published (under WRITE_MUTEX).
+    pub const FRAMES_PUBLISHED: usize = 56;
+    /// u64 payload bytes published (under WRITE_MUTEX).
+    pub const BYTES_PUBLISHED: usize = 64;
+    /// u64 data frames consumed (under READ_MUTEX).
+    pub const FRAMES_CONSUMED: usize = 72;
+    /// u64 payload bytes consumed (under READ_MUTEX).
+    pub const BYTES_CONSUMED: usize = 80;
+    /// i32 pid holding WRITE_MUTEX, 0 when free (informational, for the inspector).
+    pub const WRITE_MUTEX_HOLDER: usize = 88;
+    /// i32 pid holding READ_MUTEX, 0 when free (informational).
+    pub const READ_MUTEX_HOLDER: usize = 92;
+    /// i32 pid of the creator.
+    pub const CREATOR_PID: usize = 96;
+    /// u32 next writer id to hand out (ids start at 1). Changed with both mutexes held.
+    pub const NEXT_WRITER_ID: usize = 100;
+    /// Peer table: [`super::MAX_PEERS`] entries of [`super::PEER_ENTRY_SIZE`] bytes.
+    pub const PEERS: usize = 128;
+}
+
+/// Size of one peer-table entry: i32 pid, u32 role (1 writer, 2 reader), u32 id, u32 0.
+pub const PEER_ENTRY_SIZE: usize = 16;
+const _: () = assert!(off::PEERS + MAX_PEERS * PEER_ENTRY_SIZE <= HEADER_SIZE);
+const _: () = assert!(off::NEXT_WRITER_ID + 4 <= off::PEERS);
+
+/// Roles in the peer table.
+pub const ROLE_WRITER: u32 = 1;
+/// See [`ROLE_WRITER`].
+pub const ROLE_READER: u32 = 2;
+
+/// Header flag: the writer may finish before a reader exists (the handout exercise).
+pub const FLAG_PERSIST: u32 = 1;
+
+/// The session's life cycle, stored at [`off::STATE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum State {
+    /// Created, header not yet complete.
+    Initialising = 0,
+    /// Writers and readers may join.
+    Open = 1,
+    /// The last writer published the FINAL frame; no writer may join any more.
+    Ended = 2,
+}
+
+impl State {
+    /// Decodes the raw field; `None` for a value no version-1 peer writes.
+    pub fn from_raw(v: u32) -> Option<State> {
+        match v {
+            0 => Some(State::Initialising),
+            1 => Some(State::Open),
+            2 => Some(State::Ended),
+            _ => None,
+        }
+    }
+}
+
+/// The semaphore set's members, in index order. One set per session, same key.
+pub mod sem {
+    /// Free slots (counting; starts at slot_count). Writers take, readers give back.
+    pub const FREE: u16 = 0;
+    /// Published frames (counting; starts at 0). Readers take, writers give.
+    pub const FILLED: u16 = 1;
+    /// Mutex among writers (1 = free). Always taken with SEM_UNDO.
+    pub const WRITE_MUTEX: u16 = 2;
+    /// Mutex among readers (1 = free). Always taken with SEM_UNDO.
+    pub const READ_MUTEX: u16 = 3;
+    /// Index of the next slot to write (0..slot_count). Changed only under WRITE_MUTEX.
+    pub const HEAD: u16 = 4;
+    /// Index of the next slot to read (0..slot_count). Changed only under READ_MUTEX.
+    pub const TAIL: u16 = 5;
+    /// Live writers: each raises it by one with SEM_UNDO, so death lowers it.
+    pub const WRITERS: u16 = 6;
+    /// Live readers, likewise.
+    pub const READERS: u16 = 7;
+    /// Member names for messages and `--explain`, in index order.
+    pub const NAMES: &[&str] = &[
+        "FREE",
+        "FILLED",
+        "WRITE_MUTEX",
+        "READ_MUTEX",
+        "HEAD",
+        "TAIL",
+        "WRITERS",
+        "READERS",
+    ];
+    /// Number of members.
+    pub const COUNT: usize = 8;
+    const _: () = assert!(NAMES.len() == COUNT);
+}
+
+/// A validated ring geometry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    /// Number of slots.
+    pub slots: u32,
+    /// Bytes per slot, frame header included.
+    pub slot_size: u32,
+}
+
+impl Geometry {
+    /// Checks a requested geometry; see the error texts for the rules.
+    pub fn new(slots: u32, slot_size: u32) -> Result<Geometry> {
+        let bad = |what, reason: String| Error::InvalidArgument { what, reason };
+        if slots == 0 || slots > MAX_SLOTS {
+            return Err(bad(
+                "--slots",
+                format!(
+                    "{slots} is outside 1..={MAX_SLOTS} (semaphore values stop at SEMVMX = 32767)"
+                ),
+            ));
+        }
+        let min = crate::frame::FRAME_HEADER_SIZE as u32 + SLOT_ALIGN;
+        if slot_size < min || slot_size > MAX_SLOT_SIZE || slot_size % SLOT_ALIGN != 0 {
+            return Err(bad(
+                "--slot-size",
+                format!(
+                "{slot_size} must be a multiple of {SLOT_ALIGN} between {min} and {MAX_SLOT_SIZE} \
+                 (each slot holds a {}-byte frame header and its payload)",
+                crate::frame::FRAME_HEADER_SIZE
+            ),
+            ));
+        }
+        let g = Geometry { slots, slot_size };
+        let total = g.segment_size();
+        let shmmax = read_limit("/proc/sys/kernel/shmmax").unwrap_or(u64::MAX);
+        if total > shmmax || usize::try_from(total).is_err() {
+            return Err(bad("--slots/--slot-size", format!(
+                "the segment would be {total} bytes, above the kernel's SHMMAX of {shmmax} (sysctl kernel.shmmax)"
+            )));
+        }
+        Ok(g)
+    }
+
+    /// Total segment size: header plus ring.
+    pub fn segment_size(&self) -> u64 {
+        HEADER_SIZE as u64 + u64::from(self.slots) * u64::from(self.slot_size)
+    }
+
+    /// Payload bytes one frame can carry.
+    pub fn payload_capacity(&self) -> usize {
+        self.slot_size as usize - crate::frame::FRAME_HEADER_SIZE
+    }
+
+    /// Byte offset of slot `index` (must be < slots).
+    pub fn slot_offset(&self, index: u32) -> usize {
+        HEADER_SIZE + index as usize * self.slot_size as usize
+    }
+}
+
+fn read_limit(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometry_limits() {
+        assert!(Geometry::new(0, 4096).is_err());
+        assert!(Geometry::new(MAX_SLOTS + 1, 4096).is_err());
+        assert!(Geometry::new(4, 100).is_err());
+        assert!(Geometry::new(4, 64).is_err(), "no room for payload");
+        assert!(Geometry::new(4, MAX_SLOT_SIZE + 64).is_err());
+        let g = Geometry::new(4, 128).ok();
+        assert_eq!(g.map(|g| g.segment_size()), Some(4096 + 512));
+        assert_eq!(g.map(|g| g.payload_capacity()), Some(96));
+        assert_eq!(g.map(|g| g.slot_offset(1)), Some(4096 + 128));
+    }
+
+    #[test]
+    fn magic_spells_the_name() {
+        assert_eq!(&MAGIC.to_le_bytes(), b"SVSHMRNG");
+    }
+}

@@ -1,0 +1,660 @@
+//! The bounded buffer: [`Producer`] publishes frames into free slots, [`Consumer`]
+//! takes published frames out, each in batches of as many slots as are ready.
+//!
+//! # The protocol in one paragraph
+//! A writer takes `k` free slots *and* the write mutex in one atomic `semop`
+//! (`FREE -= k`, `WRITE_MUTEX -= 1`), fills slots `HEAD .. HEAD+k`, then publishes
+//! them in one more atomic `semop` that also moves `HEAD`, adds `k` to `FILLED` and
+//! releases the mutex. A reader does the mirror image with `FILLED`, `READ_MUTEX`,
+//! `TAIL` and `FREE`. Because the indices live in semaphores and change in the same
+//! atomic call that publishes, a process killed at any instant leaves either the old
+//! state or the new one, never a mix: the kernel's SEM_UNDO gives back the mutex and
+//! the slots it had taken, and no half-written slot was ever counted in `FILLED`.
+//!
+//! # SEM_UNDO on a counting semaphore, balanced
+//! Taking slots with SEM_UNDO makes the kernel return them if we die mid-batch. But
+//! undo adjustments accumulate for a process's whole life, so after publishing we
+//! must cancel ours without changing the value: `{FREE, +k, SEM_UNDO}` followed by
+//! `{FREE, -k, 0}` in the same call does exactly that (value unchanged, adjustment
+//! back to zero). A process therefore never carries an adjustment on FREE or FILLED
+//! outside its critical section.
+
+use crate::cancel;
+use crate::error::{Error, Result};
+use crate::frame::{FrameHeader, Kind, FRAME_HEADER_SIZE};
+use crate::layout::{off, sem, State, ROLE_READER, ROLE_WRITER};
+use crate::semaphore::{SemOp, Wait};
+use crate::session::{Session, Snapshot};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+/// Default most frames taken or published per `semop` (see BENCHMARKS.md).
+pub const DEFAULT_MAX_BATCH: u32 = 64;
+
+/// Receives one-line notes for the user (waiting, a stopped peer).
+pub type Notes<'a> = &'a (dyn Fn(String) + Sync);
+
+/// Builds the `semop` list that releases a critical section: cancel the undo
+/// adjustment of `taken` units on `counter` while really consuming `consumed` of them,
+/// move `index` by `index_delta`, give `given` to `other`, release `mutex`.
+/// Zero deltas are left out: a zero `sem_op` would mean "wait for zero".
+fn release_ops(
+    counter: u16,
+    taken: u32,
+    consumed: u32,
+    index: u16,
+    index_delta: i32,
+    other: u16,
+    given: u32,
+    mutex: u16,
+) -> Vec<SemOp> {
+    let mut ops = Vec::with_capacity(5);
+    ops.push(SemOp::undo(counter, taken as i16));
+    if consumed > 0 {
+        ops.push(SemOp::new(counter, -(consumed as i16)));
+    }
+    if index_delta != 0 {
+        ops.push(SemOp::new(index, index_delta as i16));
+    }
+    if given > 0 {
+        ops.push(SemOp::new(other, given as i16));
+    }
+    ops.push(SemOp::undo(mutex, 1));
+    ops
+}
+
+/// Writes frames into the ring.
+pub struct Producer<'a> {
+    s: &'a Session,
+    seq: u64,
+    bytes: u64,
+    max_batch: u32,
+    /// In an exclusive session only we move HEAD, so we can remember it.
+    cached_head: Option<u32>,
+    said_waiting: bool,
+    said_stopped: bool,
+    note: Notes<'a>,
+}
+
+impl std::fmt::Debug for Producer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("seq", &self.seq)
+            .field("bytes", &self.bytes)
+            .finish()
+    }
+}
+
+impl<'a> Producer<'a> {
+    /// A producer on a session joined as a writer.
+    pub fn new(s: &'a Session, max_batch: u32, note: Notes<'a>) -> Producer<'a> {
+        Producer {
+            s,
+            seq: 0,
+            bytes: 0,
+            max_batch: max_batch.clamp(1, s.geometry().slots),
+            cached_head: None,
+            said_waiting: false,
+            said_stopped: false,
+            note,
+        }
+    }
+
+    /// Largest payload one frame can carry.
+    pub fn capacity(&self) -> usize {
+        self.s.geometry().payload_capacity()
+    }
+
+    /// Data frames and payload bytes published so far.
+    pub fn totals(&self) -> (u64, u64) {
+        (self.seq, self.bytes)
+    }
+
+    /// Publishes every payload in `frames` as one DATA frame each, in order, taking
+    /// as many slots per `semop` as are free (up to the batch limit).
+    pub fn send(&mut self, frames: &[&[u8]]) -> Result<()> {
+        let cap = self.capacity();
+        if let Some(big) = frames.iter().find(|f| f.len() > cap) {
+            return Err(Error::InvalidArgument {
+                what: "frame",
+                reason: format!("{} bytes exceed the slot payload of {cap}", big.len()),
+            });
+        }
+        let mut rest = frames;
+        while !rest.is_empty() {
+            let want = rest.len().min(self.max_batch as usize) as u32;
+            let (head, k) = self.acquire(want)?;
+            let (now, later) = rest.split_at(k as usize);
+            let mut bytes = 0u64;
+            let mut result = Ok(());
+            for (j, payload) in now.iter().enumerate() {
+                let h = FrameHeader {
+                    len: payload.len() as u32,
+                    kind: Kind::Data,
+                    seq: self.seq + j as u64,
+                    writer: self.s.id(),
+                    offset: self.bytes + bytes,
+                };
+                result = self.write_slot(head, j as u32, &h, payload);
+                if result.is_err() {
+                    break;
+                }
+                bytes += payload.len() as u64;
+            }
+            result?;
+            self.publish(head, k, k, bytes, None)?;
+            self.seq += u64::from(k);
+            self.bytes += bytes;
+            rest = later;
+        }
+        Ok(())
+    }
+
+    /// Splits `data` into frames of at most the slot payload and publishes them.
+    pub fn send_bytes(&mut self, data: &[u8]) -> Result<()> {
+        let chunks: Vec<&[u8]> = data.chunks(self.capacity()).collect();
+        self.send(&chunks)
+    }
+
+    /// Publishes this writer's END frame, or the FINAL frame if it is the last live
+    /// writer (then the session's state becomes Ended). Returns whether it was FINAL.
+    pub fn finish(&mut self) -> Result<bool> {
+        let (head, _) = self.acquire(1)?;
+        // With WRITE_MUTEX held no writer can join, so "am I the last?" is stable.
+        let last = self.s.snapshot()?.live_writers() <= 1;
+        let kind = if last { Kind::Final } else { Kind::End };
+        let h = FrameHeader {
+            len: 0,
+            kind,
+            seq: self.seq,
+            writer: self.s.id(),
+            offset: self.bytes,
+        };
+        self.write_slot(head, 0, &h, &[])?;
+        let state = last.then_some(State::Ended);
+        self.publish(head, 1, 0, 0, state)?;
+        Ok(last)
+    }
+
+    fn write_slot(&self, head: u32, j: u32, h: &FrameHeader, payload: &[u8]) -> Result<()> {
+        let g = self.s.geometry();
+        let index = (head + j) % g.slots;
+        let at = g.slot_offset(index);
+        let seg = self.s.segment();
+        seg.write_bytes(at + FRAME_HEADER_SIZE, payload)?;
+        seg.write_bytes(at, &h.encode(payload))
+    }
+
+    /// Takes between 1 and `want` free slots and the write mutex; returns HEAD and the
+    /// count. Sleeps while the ring is full, checking for dead readers and Ctrl-C.
+    fn acquire(&mut self, want: u32) -> Result<(u32, u32)> {
+        let s = self.s;
+        let sems = s.semaphores();
+        let slots = s.geometry().slots;
+        let mut k = want;
+        // Fast path: the ring usually has room; one semop, no sleeping.
+        let mut nowait = true;
+        loop {
+            let ops = [
+                SemOp::undo(sem::FREE, -(k as i16)),
+                SemOp::undo(sem::WRITE_MUTEX, -1),
+            ];
+            let why = if nowait {
+                "take free slots and the write mutex, if both are there now"
+            } else {
+                "sleep until enough slots are free and the write mutex is ours"
+            };
+            if sems.apply(&ops, Some(cancel::POLL), nowait, why, true)? == Wait::Done {
+                break;
+            }
+            if cancel::requested() {
+                return Err(Error::Interrupted {
+                    detail: "while waiting for a free slot".into(),
+                });
+            }
+            let snap = s.snapshot()?;
+            if !nowait {
+                self.check_readers(&snap, true)?;
+            }
+            let free = u32::from(snap.sems[usize::from(sem::FREE)]);
+            // Take what is free now; if nothing is, wait for half the ring (or all we
+            // want) so that a full ring does not hand over one slot per wake-up.
+            k = if free > 0 {
+                free.min(want)
+            } else {
+                want.min((slots / 2).max(1))
+            };
+            nowait = free > 0 && nowait;
+            if free == 0 {
+                nowait = false;
+            }
+        }
+        s.pid_field(off::WRITE_MUTEX_HOLDER)?
+            .store(s.pid(), Ordering::Relaxed);
+        let head = match self.cached_head {
+            Some(h) => h,
+            None => {
+                let h = sems.query(sem::HEAD, libc::GETVAL)? as u32;
+                if h >= slots {
+                    let _ = self.release_unpublished(k);
+                    return Err(Error::Corrupt {
+                        key: s.key(),
+                        detail: format!("HEAD is {h} but the ring has {slots} slots"),
+                    });
+                }
+                h
+            }
+        };
+        Ok((head, k))
+    }
+
+    /// Gives back slots and the mutex without publishing (on an error mid-batch).
+    fn release_unpublished(&self, k: u32) -> Result<()> {
+        let ops = [
+            SemOp::undo(sem::FREE, k as i16),
+            SemOp::undo(sem::WRITE_MUTEX, 1),
+        ];
+        self.s
+            .semaphores()
+            .apply(
+                &ops,
+                None,
+                false,
+                "give back unused slots and the write mutex",
+                false,
+            )
+            .map(drop)
+    }
+
+    /// Publishes `k` filled slots from `head` (of which `data` are DATA frames with
+    /// `bytes` payload bytes) and releases the write mutex, in one atomic `semop`.
+    fn publish(
+        &mut self,
+        head: u32,
+        k: u32,
+        data: u32,
+        bytes: u64,
+        state: Option<State>,
+    ) -> Result<()> {
+        let s = self.s;
+        let slots = s.geometry().slots;
+        let new_head = (head + k) % slots;
+        s.counter64(off::FRAMES_PUBLISHED)?
+            .fetch_add(u64::from(data), Ordering::Relaxed);
+        s.counter64(off::BYTES_PUBLISHED)?
+            .fetch_add(bytes, Ordering::Relaxed);
+        if let Some(st) = state {
+            s.counter32(off::STATE)?.store(st as u32, Ordering::Release);
+        }
+        s.pid_field(off::WRITE_MUTEX_HOLDER)?
+            .store(0, Ordering::Relaxed);
+        // FREE: cancel our undo of k (value unchanged); HEAD moves; FILLED += k makes
+        // the frames visible; the mutex is released. All or nothing.
+        let ops = release_ops(
+            sem::FREE,
+            k,
+            k,
+            sem::HEAD,
+            new_head as i32 - head as i32,
+            sem::FILLED,
+            k,
+            sem::WRITE_MUTEX,
+        );
+        s.semaphores().apply(
+            &ops,
+            None,
+            false,
+            "publish the frames: HEAD moves, FILLED grows, write mutex released",
+            true,
+        )?;
+        if !s.shared() {
+            self.cached_head = Some(new_head);
+        }
+        Ok(())
+    }
+
+    /// While blocked on a full ring: fail if every reader that came has gone.
+    fn check_readers(&mut self, snap: &Snapshot, blocked: bool) -> Result<()> {
+        if snap.live_readers() == 0 && snap.lost_readers() > 0 {
+            return Err(Error::PeerGone {
+                key: self.s.key(),
+                detail: format!(
+                    "the reader died or left before the end; {} frames ({} bytes) of ours were published, {} of them never read",
+                    self.seq, self.bytes, snap.sems[usize::from(sem::FILLED)]
+                ),
+            });
+        }
+        if blocked && snap.readers_joined == 0 && !self.said_waiting {
+            (self.note)(format!(
+                "the ring is full; waiting for a reader on key {} (start `reader --key {}`)",
+                self.s.key(),
+                self.s.key()
+            ));
+            self.said_waiting = true;
+        }
+        if !self.said_stopped {
+            let stopped = self.s.stopped_peers(ROLE_READER);
+            if !stopped.is_empty() {
+                (self.note)(format!(
+                    "reader pid {stopped:?} is stopped (SIGSTOP?); waiting for it to continue"
+                ));
+                self.said_stopped = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks, after the last frame, that the readers are not all gone.
+    pub fn check_peers_now(&mut self) -> Result<Snapshot> {
+        let snap = self.s.snapshot()?;
+        self.check_readers(&snap, false)?;
+        Ok(snap)
+    }
+}
+
+/// One delivered frame: who sent it, its number, and where its payload is in the
+/// batch buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    /// Writer id.
+    pub writer: u32,
+    /// Writer's sequence number.
+    pub seq: u64,
+    /// Range in [`Batch::data`].
+    pub start: usize,
+    /// End of the range.
+    pub end: usize,
+}
+
+/// Frames taken out of the ring in one step, copied into private memory.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// The frames, in ring order.
+    pub frames: Vec<Delivered>,
+    /// Their payloads, back to back.
+    pub data: Vec<u8>,
+}
+
+/// What [`Consumer::recv`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// Some frames were taken (possibly zero data frames, e.g. only an END).
+    Frames,
+    /// The FINAL frame: the stream is complete.
+    EndOfStream,
+}
+
+/// Takes frames out of the ring.
+pub struct Consumer<'a> {
+    s: &'a Session,
+    max_batch: u32,
+    cached_tail: Option<u32>,
+    /// Next expected sequence number per writer.
+    next_seq: HashMap<u32, (u64, u64)>,
+    frames: u64,
+    bytes: u64,
+    ended_writers: u32,
+    said_stopped: bool,
+    note: Notes<'a>,
+}
+
+impl std::fmt::Debug for Consumer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("frames", &self.frames)
+            .field("bytes", &self.bytes)
+            .finish()
+    }
+}
+
+impl<'a> Consumer<'a> {
+    /// A consumer on a session joined as a reader.
+    pub fn new(s: &'a Session, max_batch: u32, note: Notes<'a>) -> Consumer<'a> {
+        Consumer {
+            s,
+            max_batch: max_batch.clamp(1, s.geometry().slots),
+            cached_tail: None,
+            next_seq: HashMap::new(),
+            frames: 0,
+            bytes: 0,
+            ended_writers: 0,
+            said_stopped: false,
+            note,
+        }
+    }
+
+    /// Data frames and payload bytes received so far.
+    pub fn totals(&self) -> (u64, u64) {
+        (self.frames, self.bytes)
+    }
+
+    /// Waits for published frames, copies up to the batch limit into `batch`
+    /// (replacing its contents), validates every one, and frees their slots.
+    pub fn recv(&mut self, batch: &mut Batch) -> Result<Received> {
+        batch.frames.clear();
+        batch.data.clear();
+        let (tail, k) = self.acquire()?;
+        let mut consumed = 0;
+        let mut outcome = Received::Frames;
+        let mut failure = None;
+        let mut bytes = 0u64;
+        for j in 0..k {
+            match self.take_slot(tail, j, batch) {
+                Ok(Kind::Data) => {
+                    bytes += batch.frames.last().map_or(0, |d| (d.end - d.start) as u64);
+                    consumed += 1;
+                }
+                Ok(Kind::End) => {
+                    self.ended_writers += 1;
+                    consumed += 1;
+                }
+                Ok(Kind::Final) => {
+                    // Left in place (not consumed) so every other reader sees it too.
+                    self.ended_writers += 1;
+                    outcome = Received::EndOfStream;
+                    break;
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let data_frames = batch.frames.len() as u64;
+        self.release(tail, k, consumed, data_frames, bytes)?;
+        self.frames += data_frames;
+        self.bytes += bytes;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(outcome),
+        }
+    }
+
+    fn acquire(&mut self) -> Result<(u32, u32)> {
+        let s = self.s;
+        let sems = s.semaphores();
+        let slots = s.geometry().slots;
+        loop {
+            let snap = s.snapshot()?;
+            let filled = u32::from(snap.sems[usize::from(sem::FILLED)]);
+            if filled > 0 {
+                let k = filled.min(self.max_batch);
+                let ops = [
+                    SemOp::undo(sem::FILLED, -(k as i16)),
+                    SemOp::undo(sem::READ_MUTEX, -1),
+                ];
+                if sems.apply(
+                    &ops,
+                    None,
+                    true,
+                    "take every published frame (up to the batch limit) and the read mutex",
+                    true,
+                )? == Wait::Done
+                {
+                    return self.tail(k, slots, &snap);
+                }
+            } else {
+                self.check_writers(&snap)?;
+            }
+            if cancel::requested() {
+                return Err(Error::Interrupted {
+                    detail: "while waiting for data".into(),
+                });
+            }
+            let ops = [
+                SemOp::undo(sem::FILLED, -1),
+                SemOp::undo(sem::READ_MUTEX, -1),
+            ];
+            if sems.apply(
+                &ops,
+                Some(cancel::POLL),
+                false,
+                "sleep until a frame is published and the read mutex is ours",
+                true,
+            )? == Wait::Done
+            {
+                return self.tail(1, slots, &snap);
+            }
+        }
+    }
+
+    fn tail(&mut self, k: u32, slots: u32, _snap: &Snapshot) -> Result<(u32, u32)> {
+        let s = self.s;
+        s.pid_field(off::READ_MUTEX_HOLDER)?
+            .store(s.pid(), Ordering::Relaxed);
+        let tail = match self.cached_tail {
+            Some(t) => t,
+            None => s.semaphores().query(sem::TAIL, libc::GETVAL)? as u32,
+        };
+        if tail >= slots {
+            let _ = self.release(0, k, 0, 0, 0);
+            return Err(Error::Corrupt {
+                key: s.key(),
+                detail: format!("TAIL is {tail} but the ring has {slots} slots"),
+            });
+        }
+        Ok((tail, k))
+    }
+
+    /// While the ring is empty: fail if every writer is gone without finishing.
+    fn check_writers(&mut self, snap: &Snapshot) -> Result<()> {
+        if snap.live_writers() == 0 && snap.state != Some(State::Ended) {
+            let lost = snap.lost_writers();
+            return Err(Error::PeerGone {
+                key: self.s.key(),
+                detail: format!(
+                    "the writer died or stopped before the end of the stream ({lost} writer(s) lost); \
+                     delivered {} frames, {} bytes, every one complete and in order",
+                    self.frames, self.bytes
+                ),
+            });
+        }
+        if !self.said_stopped {
+            let stopped = self.s.stopped_peers(ROLE_WRITER);
+            if !stopped.is_empty() {
+                (self.note)(format!(
+                    "writer pid {stopped:?} is stopped (SIGSTOP?); waiting for it to continue"
+                ));
+                self.said_stopped = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies slot `tail + j` into `batch`, validating it. Reads every field once.
+    fn take_slot(&mut self, tail: u32, j: u32, batch: &mut Batch) -> Result<Kind> {
+        let s = self.s;
+        let g = s.geometry();
+        let at = g.slot_offset((tail + j) % g.slots);
+        let corrupt = |detail: String| Error::Corrupt {
+            key: s.key(),
+            detail,
+        };
+        let mut hb = [0u8; FRAME_HEADER_SIZE];
+        s.segment().read_bytes(at, &mut hb)?;
+        let h = FrameHeader::decode(&hb, g.payload_capacity())
+            .map_err(|e| corrupt(format!("slot {}: {e}", (tail + j) % g.slots)))?;
+        let start = batch.data.len();
+        let end = start + h.len as usize;
+        batch.data.resize(end, 0);
+        s.segment()
+            .read_bytes(at + FRAME_HEADER_SIZE, &mut batch.data[start..end])?;
+        if let Err(e) = FrameHeader::verify(&hb, &batch.data[start..end]) {
+            batch.data.truncate(start);
+            return Err(corrupt(format!("slot {}: {e}", (tail + j) % g.slots)));
+        }
+        // Order checks: a writer's frames arrive in its order. With one reader they
+        // arrive without gaps, and the byte offsets add up.
+        let exclusive = !s.shared();
+        let (next, offset) = self.next_seq.get(&h.writer).copied().unwrap_or((0, 0));
+        let in_order = if exclusive {
+            h.seq == next && h.offset == offset
+        } else {
+            h.seq >= next
+        };
+        if !in_order {
+            batch.data.truncate(start);
+            return Err(corrupt(format!(
+                "writer {} frame {} (offset {}) arrived when {next} (offset {offset}) was due",
+                h.writer, h.seq, h.offset
+            )));
+        }
+        if h.kind == Kind::Data {
+            self.next_seq
+                .insert(h.writer, (h.seq + 1, h.offset + u64::from(h.len)));
+            batch.frames.push(Delivered {
+                writer: h.writer,
+                seq: h.seq,
+                start,
+                end,
+            });
+        }
+        Ok(h.kind)
+    }
+
+    /// Frees `consumed` slots, leaves the rest published, releases the read mutex.
+    fn release(
+        &mut self,
+        tail: u32,
+        taken: u32,
+        consumed: u32,
+        frames: u64,
+        bytes: u64,
+    ) -> Result<()> {
+        let s = self.s;
+        let slots = s.geometry().slots;
+        let new_tail = (tail + consumed) % slots;
+        s.counter64(off::FRAMES_CONSUMED)?
+            .fetch_add(frames, Ordering::Relaxed);
+        s.counter64(off::BYTES_CONSUMED)?
+            .fetch_add(bytes, Ordering::Relaxed);
+        s.pid_field(off::READ_MUTEX_HOLDER)?
+            .store(0, Ordering::Relaxed);
+        let ops = release_ops(
+            sem::FILLED,
+            taken,
+            consumed,
+            sem::TAIL,
+            new_tail as i32 - tail as i32,
+            sem::FREE,
+            consumed,
+            sem::READ_MUTEX,
+        );
+        s.semaphores().apply(
+            &ops,
+            None,
+            false,
+            "free the slots: TAIL moves, FREE grows, read mutex released",
+            true,
+        )?;
+        if !s.shared() {
+            self.cached_tail = Some(new_tail);
+        }
+        Ok(())
+    }
+
+    /// How many writers' END or FINAL frames this reader has seen.
+    pub fn ended_writers(&self) -> u32 {
+        self.ended_writers
+    }
+}

@@ -1,0 +1,359 @@
+//! [`Segment`]: one attached System V shared-memory segment.
+//!
+//! The mapping is memory that another process writes while we read it, so this type
+//! never hands out `&`/`&mut` to its bytes (that would promise Rust the bytes cannot
+//! change). Every access goes through a bounds-checked method that uses raw pointers:
+//! volatile loads and stores for fields, atomics for fields both sides touch at once,
+//! and `copy_nonoverlapping` for payloads, which the semaphore protocol makes
+//! exclusive. A hostile process can still scribble on payload bytes while we copy them;
+//! that yields garbage bytes, never undefined behaviour in *our* types (`u8` has no
+//! invalid values), and the frame checksum rejects them afterwards.
+#![allow(unsafe_code)]
+
+use crate::error::{Error, Result};
+use crate::key::IpcKey;
+use crate::sys::{self, shm};
+use crate::trace;
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64};
+
+/// What `shmctl(IPC_STAT)` says about a segment, in our own types.
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentStat {
+    /// Size requested at creation (`shm_segsz`).
+    pub size: u64,
+    /// Owner's uid and mode bits.
+    pub uid: u32,
+    /// Permission bits (`0600`...).
+    pub mode: u32,
+    /// Number of current attaches (`shm_nattch`).
+    pub attached: u64,
+    /// Creator's pid (`shm_cpid`).
+    pub creator_pid: i32,
+    /// Pid of the last `shmat`/`shmdt` (`shm_lpid`).
+    pub last_pid: i32,
+    /// Last attach/detach/change times (seconds since the epoch).
+    pub attach_time: i64,
+    /// Time of the last detach.
+    pub detach_time: i64,
+    /// Time of the last change (creation or IPC_SET).
+    pub change_time: i64,
+}
+
+/// Looks up the id of the segment at `key` without attaching (`shmget(key, 0, 0)`).
+/// Returns `Ok(None)` when there is none.
+pub fn find(key: IpcKey) -> Result<Option<i32>> {
+    match shm::shmget(key.raw(), 0, 0) {
+        Ok(id) => {
+            if trace::enabled() {
+                trace::call(
+                    false,
+                    &format!("shmget({key}, 0, 0)"),
+                    &format!("shmid {id}"),
+                    "look up the segment at our key",
+                );
+            }
+            Ok(Some(id))
+        }
+        Err(e) if e.errno() == libc::ENOENT => Ok(None),
+        Err(e) => Err(Error::sys(key, e)),
+    }
+}
+
+/// `shmctl(IPC_STAT)` on a segment id.
+pub fn stat(key: IpcKey, shmid: i32) -> Result<SegmentStat> {
+    let ds = shm::stat(shmid).map_err(|e| Error::sys(key, e))?;
+    Ok(SegmentStat {
+        size: ds.shm_segsz as u64,
+        uid: ds.shm_perm.uid,
+        mode: u32::from(ds.shm_perm.mode) & 0o777,
+        attached: ds.shm_nattch as u64,
+        creator_pid: ds.shm_cpid,
+        last_pid: ds.shm_lpid,
+        attach_time: ds.shm_atime,
+        detach_time: ds.shm_dtime,
+        change_time: ds.shm_ctime,
+    })
+}
+
+/// Marks the segment `shmid` for removal (IPC_RMID). Used by the session's explicit
+/// removal step and by stale-object recovery; see [`Segment::remove`].
+pub fn remove_id(key: IpcKey, shmid: i32) -> Result<bool> {
+    let result = shm::remove(shmid);
+    if trace::enabled() {
+        let r = match &result {
+            Ok(()) => "0".to_string(),
+            Err(e) => format!("-1 ({})", e.source),
+        };
+        trace::call(
+            false,
+            &format!("shmctl({shmid}, IPC_RMID, NULL)"),
+            &r,
+            "remove the segment (freed when the last process detaches)",
+        );
+    }
+    match result {
+        Ok(()) => Ok(true),
+        // Someone else removed it first: there is nothing left to remove.
+        Err(e) if e.errno() == libc::EINVAL || e.errno() == libc::EIDRM => Ok(false),
+        Err(e) => Err(Error::sys(key, e)),
+    }
+}
+
+/// An attached segment. Detaches (`shmdt`) on drop; never removes on drop.
+#[derive(Debug)]
+pub struct Segment {
+    key: IpcKey,
+    id: i32,
+    base: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is process-wide (not thread-bound) and every access goes through
+// raw pointers with atomics or the semaphore protocol for synchronisation; moving the
+// handle to another thread changes nothing about that.
+unsafe impl Send for Segment {}
+// SAFETY: shared access only reads through raw pointers or atomics; see `Send`.
+unsafe impl Sync for Segment {}
+
+impl Segment {
+    /// Creates a new segment of `size` bytes at `key` with `IPC_CREAT | IPC_EXCL`, so
+    /// that exactly one process creates it, and attaches it. Returns `Ok(None)` when a
+    /// segment already exists at the key (`EEXIST`).
+    pub fn create_exclusive(key: IpcKey, size: usize, mode: u32) -> Result<Option<Segment>> {
+        let flags = libc::IPC_CREAT | libc::IPC_EXCL | (mode & 0o777) as i32;
+        let result = shm::shmget(key.raw(), size, flags);
+        if trace::enabled() {
+            let r = match &result {
+                Ok(id) => format!("shmid {id}"),
+                Err(e) => format!("-1 ({})", e.source),
+            };
+            trace::call(
+                false,
+                &format!("shmget({key}, {size}, {})", trace::ipc_flags(flags)),
+                &r,
+                "create the segment; EXCL makes exactly one creator win",
+            );
+        }
+        let id = match result {
+            Ok(id) => id,
+            Err(e) if e.errno() == libc::EEXIST => return Ok(None),
+            Err(e) if e.errno() == libc::EINVAL => {
+                return Err(Error::Limit {
+                    call: "shmget",
+                    key,
+                    detail: format!(
+                        "a segment of {size} bytes is outside the kernel's SHMMIN..SHMMAX \
+                         (sysctl kernel.shmmax)"
+                    ),
+                })
+            }
+            Err(e) => return Err(Error::sys(key, e)),
+        };
+        match Segment::attach(key, id) {
+            Ok(seg) => Ok(Some(seg)),
+            Err(err) => {
+                // Never leave a half-made object behind: we created it, nobody else
+                // can have attached yet, so removing it is ours to do.
+                let _ = remove_id(key, id);
+                Err(err)
+            }
+        }
+    }
+
+    /// Attaches the existing segment `id` for reading and writing.
+    pub fn attach(key: IpcKey, id: i32) -> Result<Segment> {
+        let st = stat(key, id)?;
+        let len = usize::try_from(st.size).map_err(|_| Error::Corrupt {
+            key,
+            detail: "segment size does not fit in memory".into(),
+        })?;
+        let result = shm::shmat(id, false);
+        if trace::enabled() {
+            let r = match &result {
+                Ok(p) => format!("{:p}", *p),
+                Err(e) => format!("(void*)-1 ({})", e.source),
+            };
+            trace::call(
+                false,
+                &format!("shmat({id}, NULL, 0)"),
+                &r,
+                "map the segment into our address space",
+            );
+        }
+        let base = result.map_err(|e| match e.errno() {
+            libc::EACCES => Error::Permission {
+                call: "shmat",
+                key,
+                owner: i64::from(st.uid),
+            },
+            _ => Error::sys(key, e),
+        })?;
+        Ok(Segment { key, id, base, len })
+    }
+
+    /// The key this segment was found at.
+    pub fn key(&self) -> IpcKey {
+        self.key
+    }
+
+    /// The kernel's id (`shmid`, as shown by `ipcs -m`).
+    pub fn id(&self) -> i32 {
+        self.id
+    }
+
+    /// Length of the mapping in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the mapping is empty (never, for a valid segment).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `shmctl(IPC_STAT)` for this segment.
+    pub fn stat(&self) -> Result<SegmentStat> {
+        stat(self.key, self.id)
+    }
+
+    /// Removes the segment: IPC_RMID now (no new process can find it), and our own
+    /// detach when `self` drops here. Returns whether there was anything to remove.
+    pub fn remove(self) -> Result<bool> {
+        remove_id(self.key, self.id)
+    }
+
+    /// Checks that `[offset, offset + len)` lies inside the mapping and returns the
+    /// pointer to its start.
+    #[inline]
+    fn span(&self, offset: usize, len: usize) -> Result<*mut u8> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len => {
+                // SAFETY: offset + len <= self.len, so the result stays inside the
+                // mapping (or one past its end when len == 0).
+                Ok(unsafe { self.base.add(offset) })
+            }
+            _ => Err(Error::Corrupt {
+                key: self.key,
+                detail: format!(
+                    "access of {len} bytes at offset {offset} is outside the {}-byte segment",
+                    self.len
+                ),
+            }),
+        }
+    }
+
+    /// A reference to an `AtomicU32` field both processes use concurrently.
+    /// Atomics are the one kind of reference that is sound on memory another process
+    /// writes: every access through them is an atomic instruction.
+    pub fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32> {
+        if offset % 4 != 0 {
+            return Err(Error::Corrupt {
+                key: self.key,
+                detail: format!("unaligned u32 at {offset}"),
+            });
+        }
+        let p = self.span(offset, 4)?;
+        // SAFETY: in bounds and 4-aligned (the mapping is page-aligned); AtomicU32 has
+        // the size and alignment of u32 and permits concurrent access from anywhere.
+        // The reference's lifetime is tied to &self, so it cannot outlive the mapping.
+        Ok(unsafe { AtomicU32::from_ptr(p.cast::<u32>()) })
+    }
+
+    /// A reference to an `AtomicI32` field (pids); see [`Segment::atomic_u32`].
+    pub fn atomic_i32(&self, offset: usize) -> Result<&AtomicI32> {
+        let a = self.atomic_u32(offset)?;
+        // SAFETY: AtomicI32 and AtomicU32 have the same size, alignment and
+        // representation; the pointer is the checked one behind `a`.
+        Ok(unsafe { AtomicI32::from_ptr(a.as_ptr().cast::<i32>()) })
+    }
+
+    /// A reference to an `AtomicU64` field; see [`Segment::atomic_u32`].
+    pub fn atomic_u64(&self, offset: usize) -> Result<&AtomicU64> {
+        if offset % 8 != 0 {
+            return Err(Error::Corrupt {
+                key: self.key,
+                detail: format!("unaligned u64 at {offset}"),
+            });
+        }
+        let p = self.span(offset, 8)?;
+        // SAFETY: as for atomic_u32, with 8-byte alignment checked above.
+        Ok(unsafe { AtomicU64::from_ptr(p.cast::<u64>()) })
+    }
+
+    /// Copies `out.len()` bytes at `offset` out of the segment.
+    pub fn read_bytes(&self, offset: usize, out: &mut [u8]) -> Result<()> {
+        let p = self.span(offset, out.len())?;
+        // SAFETY: the source span is in bounds (checked); the destination is our own
+        // buffer, so the two cannot overlap. Raw-pointer copy: no reference to shared
+        // bytes is formed, and any byte value is a valid u8.
+        unsafe { std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), out.len()) };
+        Ok(())
+    }
+
+    /// Copies `data` into the segment at `offset`.
+    pub fn write_bytes(&self, offset: usize, data: &[u8]) -> Result<()> {
+        let p = self.span(offset, data.len())?;
+        // SAFETY: the destination span is in bounds (checked) and the source is our
+        // own buffer, so they cannot overlap.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
+        Ok(())
+    }
+
+    /// Reads a little-endian `u32` field once.
+    pub fn read_u32(&self, offset: usize) -> Result<u32> {
+        let mut b = [0u8; 4];
+        self.read_bytes(offset, &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    /// Reads a little-endian `u64` field once.
+    pub fn read_u64(&self, offset: usize) -> Result<u64> {
+        let mut b = [0u8; 8];
+        self.read_bytes(offset, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Fills `len` bytes at `offset` from a file descriptor with one `read(2)`,
+    /// straight into the segment (no intermediate buffer). Returns the byte count.
+    pub fn read_from_fd(&self, offset: usize, len: usize, fd: i32) -> std::io::Result<usize> {
+        let p = self
+            .span(offset, len)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        loop {
+            // SAFETY: `p..p+len` is inside our writable mapping (checked above); the
+            // kernel writes at most `len` bytes there.
+            let n = unsafe { libc::read(fd, p.cast(), len) };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // SAFETY: `base` came from shmat in `attach` and is detached only here; no
+        // reference into the mapping outlives `self` (they all borrow `self`).
+        let result = unsafe { shm::shmdt(self.base) };
+        if trace::enabled() {
+            trace::call(
+                false,
+                &format!("shmdt({:p})", self.base),
+                if result.is_ok() { "0" } else { "-1" },
+                "unmap the segment (it stays in the kernel until removed)",
+            );
+        }
+        // A failed detach can only mean the address is not attached, which cannot
+        // happen here; there is nothing useful to do about it in a destructor.
+        let _ = result;
+    }
+}
+
+/// Whether `errno` from a lookup means "that id is gone".
+pub(crate) fn gone(e: &sys::SysError) -> bool {
+    matches!(e.errno(), libc::EINVAL | libc::EIDRM)
+}

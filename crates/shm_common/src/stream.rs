@@ -1,0 +1,318 @@
+//! What the `writer` and `reader` binaries run: input to ring, ring to output.
+//!
+//! The binaries only parse arguments and print; everything here is testable
+//! in-process.
+
+use crate::error::{Error, Result};
+use crate::key::IpcKey;
+use crate::layout::Geometry;
+use crate::ring::{Batch, Consumer, Notes, Producer, Received};
+use crate::session::{Departure, OpenOptions, Role, Session};
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+/// What a finished run did, for the one-line summary.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// "writer" or "reader".
+    pub role: &'static str,
+    /// Payload bytes moved.
+    pub bytes: u64,
+    /// Data frames moved.
+    pub frames: u64,
+    /// Wall-clock time from joining to leaving.
+    pub elapsed: Duration,
+    /// Whether we removed the objects on the way out.
+    pub departure: Departure,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.elapsed.as_secs_f64();
+        let rate = if secs > 0.0 {
+            self.bytes as f64 / secs / 1e6
+        } else {
+            0.0
+        };
+        write!(
+            f,
+            "{}: {} bytes, {} messages in {:.3} s ({:.1} MB/s)",
+            self.role, self.bytes, self.frames, secs, rate
+        )?;
+        match self.departure {
+            Departure::Removed => write!(f, "; removed the segment and semaphore set"),
+            Departure::Left => write!(f, "; left the objects to the peer that remains"),
+            Departure::AlreadyGone => Ok(()),
+        }
+    }
+}
+
+/// Writer settings (from the command line).
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// The key.
+    pub key: IpcKey,
+    /// Geometry if we create the session.
+    pub geometry: Geometry,
+    /// Mode bits for new objects.
+    pub mode: u32,
+    /// Finish without waiting for a reader to come.
+    pub persist: bool,
+    /// One frame per line; shareable with other `--lines` writers.
+    pub lines: bool,
+    /// Most frames per semop.
+    pub max_batch: u32,
+}
+
+/// Reader settings.
+#[derive(Debug, Clone)]
+pub struct ReaderConfig {
+    /// The key.
+    pub key: IpcKey,
+    /// Prefix each message with `[writer N] `.
+    pub tag: bool,
+    /// Most frames per semop.
+    pub max_batch: u32,
+}
+
+/// Leaves after a failure, keeping the original error (a failure to leave is only
+/// worth a note: the kernel's SEM_UNDO un-counts us at exit anyway).
+fn leave_after(session: &mut Session, err: Error, note: &dyn Fn(String)) -> Error {
+    match session.leave(false) {
+        Ok(Departure::Removed) => note(format!(
+            "removed the segment and semaphore set at key {}",
+            session.key()
+        )),
+        Ok(_) => {}
+        Err(e) => note(format!("could not leave cleanly: {e}")),
+    }
+    err
+}
+
+/// Sends `input` to the ring at `cfg.key` and leaves. `note` gets user notes.
+pub fn run_writer(
+    cfg: &WriterConfig,
+    input: &mut dyn Read,
+    note: &(dyn Fn(String) + Sync),
+) -> Result<Summary> {
+    let opts = OpenOptions {
+        key: cfg.key,
+        role: Role::Writer,
+        geometry: cfg.geometry,
+        mode: cfg.mode,
+        persist: cfg.persist,
+        shared: cfg.lines,
+    };
+    let mut session = Session::open(&opts, note)?;
+    let g = session.geometry();
+    if session.created() {
+        note(format!(
+            "created key {} (shmid {}, semid {}): {} slots of {} bytes",
+            cfg.key,
+            session.segment().id(),
+            session.semaphores().id(),
+            g.slots,
+            g.slot_size
+        ));
+    } else {
+        note(format!(
+            "joined key {} as writer {} (shmid {}, semid {})",
+            cfg.key,
+            session.id(),
+            session.segment().id(),
+            session.semaphores().id()
+        ));
+    }
+    let start = Instant::now();
+    let result = pump_input(&session, cfg, input, note);
+    match result {
+        Ok((frames, bytes)) => {
+            let departure = session.leave(true)?;
+            if departure == Departure::Left && session_persisted(&session) {
+                note(format!(
+                    "the stream stays at key {} until a reader takes it (`reader --key {}`)",
+                    cfg.key, cfg.key
+                ));
+            }
+            Ok(Summary {
+                role: "writer",
+                bytes,
+                frames,
+                elapsed: start.elapsed(),
+                departure,
+            })
+        }
+        Err(e) => Err(leave_after(&mut session, e, note)),
+    }
+}
+
+fn session_persisted(s: &Session) -> bool {
+    s.persist().unwrap_or(false)
+}
+
+/// The writer's main loop; returns (frames, bytes) sent.
+fn pump_input(
+    session: &Session,
+    cfg: &WriterConfig,
+    input: &mut dyn Read,
+    note: &(dyn Fn(String) + Sync),
+) -> Result<(u64, u64)> {
+    let notes: Notes<'_> = note;
+    let mut producer = Producer::new(session, cfg.max_batch, notes);
+    let cap = producer.capacity();
+    // One read fills up to a batch of slots; more gains nothing, less costs syscalls.
+    let chunk = (cap * cfg.max_batch as usize).clamp(cap, 8 << 20);
+    let mut buf = vec![0u8; chunk];
+    let mut carry = 0usize; // --lines: bytes of an unfinished line at the front of buf
+    loop {
+        if crate::cancel::requested() {
+            return Err(Error::Interrupted {
+                detail: format!("after sending {} bytes", producer.totals().1),
+            });
+        }
+        let n = match input.read(&mut buf[carry..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(Error::Io {
+                    what: "reading the input".into(),
+                    source: e,
+                })
+            }
+        };
+        if n == 0 {
+            if carry > 0 {
+                producer.send_bytes(&buf[..carry])?;
+            }
+            break;
+        }
+        if !cfg.lines {
+            producer.send_bytes(&buf[..n])?;
+            continue;
+        }
+        let filled = carry + n;
+        let complete = match buf[..filled].iter().rposition(|&b| b == b'\n') {
+            Some(i) => i + 1,
+            // No newline yet: keep accumulating, unless the line already fills a slot.
+            None if filled >= cap || filled == buf.len() => filled,
+            None => {
+                carry = filled;
+                continue;
+            }
+        };
+        let frames: Vec<&[u8]> = buf[..complete]
+            .split_inclusive(|&b| b == b'\n')
+            .flat_map(|l| l.chunks(cap))
+            .collect();
+        producer.send(&frames)?;
+        buf.copy_within(complete..filled, 0);
+        carry = filled - complete;
+    }
+    producer.finish()?;
+    // Without --persist, a writer that finishes before any reader came waits for one,
+    // so that `writer` + `reader` in either order always delivers.
+    let mut said = false;
+    loop {
+        let snap = producer.check_peers_now()?;
+        if session_persisted(session) || snap.readers_joined > 0 {
+            break;
+        }
+        if !said {
+            note(format!(
+                "all sent; waiting for a reader on key {} to take it (or use --persist)",
+                cfg.key
+            ));
+            said = true;
+        }
+        if crate::cancel::requested() {
+            return Err(Error::Interrupted {
+                detail: "while waiting for a reader; the stream was never read".into(),
+            });
+        }
+        std::thread::sleep(crate::cancel::POLL);
+    }
+    Ok(producer.totals())
+}
+
+/// Receives the stream at `cfg.key` into `output` and leaves.
+pub fn run_reader(
+    cfg: &ReaderConfig,
+    output: &mut dyn Write,
+    note: &(dyn Fn(String) + Sync),
+) -> Result<Summary> {
+    let opts = OpenOptions {
+        key: cfg.key,
+        role: Role::Reader,
+        geometry: Geometry {
+            slots: 1,
+            slot_size: 64,
+        },
+        mode: 0o600,
+        persist: false,
+        shared: false,
+    };
+    let mut session = Session::open(&opts, note)?;
+    note(format!(
+        "joined key {} as reader (shmid {}, semid {})",
+        cfg.key,
+        session.segment().id(),
+        session.semaphores().id()
+    ));
+    let start = Instant::now();
+    let result = drain(&session, cfg, output, note);
+    match result {
+        Ok((frames, bytes, lost_writers)) => {
+            let departure = session.leave(true)?;
+            if lost_writers > 0 {
+                return Err(Error::PeerGone {
+                    key: cfg.key,
+                    detail: format!("{lost_writers} writer(s) died before finishing; delivered {frames} frames ({bytes} bytes) that they had published, each complete"),
+                });
+            }
+            Ok(Summary {
+                role: "reader",
+                bytes,
+                frames,
+                elapsed: start.elapsed(),
+                departure,
+            })
+        }
+        Err(e) => Err(leave_after(&mut session, e, note)),
+    }
+}
+
+fn drain(
+    session: &Session,
+    cfg: &ReaderConfig,
+    output: &mut dyn Write,
+    note: &(dyn Fn(String) + Sync),
+) -> Result<(u64, u64, u32)> {
+    let notes: Notes<'_> = note;
+    let mut consumer = Consumer::new(session, cfg.max_batch, notes);
+    let mut batch = Batch::default();
+    let io_err = |e: std::io::Error| Error::Io {
+        what: "writing the output".into(),
+        source: e,
+    };
+    loop {
+        let received = consumer.recv(&mut batch);
+        // Deliver what was taken even if a later frame of the batch failed validation.
+        if cfg.tag {
+            for d in &batch.frames {
+                write!(output, "[writer {}] ", d.writer).map_err(io_err)?;
+                output
+                    .write_all(&batch.data[d.start..d.end])
+                    .map_err(io_err)?;
+            }
+        } else {
+            output.write_all(&batch.data).map_err(io_err)?;
+        }
+        output.flush().map_err(io_err)?;
+        if received? == Received::EndOfStream {
+            break;
+        }
+    }
+    let snap = session.snapshot()?;
+    let (frames, bytes) = consumer.totals();
+    Ok((frames, bytes, snap.lost_writers()))
+}

@@ -1,0 +1,105 @@
+//! `--explain`: a narration of every System V call, as a student would write it in C.
+//!
+//! The safe wrappers (`segment.rs`, `semaphore.rs`) report each call here with its
+//! arguments spelled by name and a short reason. Calls on the per-message path are
+//! marked *hot*: the first few are printed in full, then one summary line per second
+//! says how many were made, so that a long stream does not flood the terminal.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How many hot calls are narrated in full before summarising.
+const HOT_LINES_IN_FULL: u64 = 12;
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+static STATE: Mutex<HotState> = Mutex::new(HotState {
+    prefix: String::new(),
+    hot_seen: 0,
+    since_summary: 0,
+    last_summary: None,
+});
+
+struct HotState {
+    prefix: String,
+    hot_seen: u64,
+    since_summary: u64,
+    last_summary: Option<Instant>,
+}
+
+/// Turns narration on for this process; `prefix` starts each line (e.g. `"writer"`).
+pub fn enable(prefix: &str) {
+    if let Ok(mut s) = STATE.lock() {
+        s.prefix = prefix.to_string();
+    }
+    ENABLED.store(true, Ordering::Relaxed);
+}
+
+/// Whether narration is on (one relaxed load: free when off).
+#[inline]
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Narrates one call: `call` is the C-like text, `result` what it returned, `why` the
+/// reason. `hot` calls are summarised after the first few.
+pub fn call(hot: bool, call: &str, result: &str, why: &str) {
+    if !enabled() {
+        return;
+    }
+    let Ok(mut s) = STATE.lock() else { return };
+    let mut err = std::io::stderr().lock();
+    if hot {
+        s.hot_seen += 1;
+        if s.hot_seen > HOT_LINES_IN_FULL {
+            s.since_summary += 1;
+            let now = Instant::now();
+            let due = s
+                .last_summary
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+            if due {
+                if s.hot_seen == HOT_LINES_IN_FULL + 1 {
+                    let _ = writeln!(
+                        err,
+                        "[{}] ... steady state: further semop calls are summarised once a second",
+                        s.prefix
+                    );
+                } else {
+                    let _ = writeln!(
+                        err,
+                        "[{}] ... {} more per-message calls in the last second (last: {} = {})",
+                        s.prefix, s.since_summary, call, result
+                    );
+                }
+                s.since_summary = 0;
+                s.last_summary = Some(now);
+            }
+            return;
+        }
+    }
+    let _ = writeln!(err, "[{}] {call} = {result}    // {why}", s.prefix);
+}
+
+/// Formats `IPC_CREAT|IPC_EXCL|0600`-style flags for shmget/semget.
+pub fn ipc_flags(flags: i32) -> String {
+    let mut parts = Vec::new();
+    if flags & libc::IPC_CREAT != 0 {
+        parts.push("IPC_CREAT".to_string());
+    }
+    if flags & libc::IPC_EXCL != 0 {
+        parts.push("IPC_EXCL".to_string());
+    }
+    parts.push(format!("0{:o}", flags & 0o777));
+    parts.join("|")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn flags_are_spelled_like_c() {
+        let f = libc::IPC_CREAT | libc::IPC_EXCL | 0o600;
+        assert_eq!(super::ipc_flags(f), "IPC_CREAT|IPC_EXCL|0600");
+        assert_eq!(super::ipc_flags(0), "0");
+    }
+}

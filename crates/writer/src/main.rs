@@ -1,0 +1,90 @@
+//! `writer`: sends a file or standard input through a System V shared-memory ring.
+//! All logic is in `shm_common`; this file parses arguments and reports.
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+use shm_common::{cli, layout, stream, Geometry, IpcKey};
+use std::process::ExitCode;
+
+/// Send FILE (or standard input) byte for byte through a System V shared-memory
+/// segment to `reader`, synchronised by System V semaphores.
+#[derive(Parser, Debug)]
+#[command(version, after_help = cli::EXIT_CODES_HELP)]
+struct Args {
+    /// File to send; standard input if absent.
+    file: Option<std::path::PathBuf>,
+    /// IPC key: 0x1234abcd, decimal, or path:FILE (ftok). Default: ftok($HOME, 'S').
+    #[arg(long, value_parser = IpcKey::parse)]
+    key: Option<IpcKey>,
+    /// Number of slots in the ring (1..=32767), if this writer creates it.
+    #[arg(long, default_value_t = layout::DEFAULT_SLOTS, value_parser = cli::parse_count)]
+    slots: u32,
+    /// Bytes per slot including the 32-byte frame header: a multiple of 64 (K/M suffixes).
+    #[arg(long, default_value = "64K", value_parser = cli::parse_size)]
+    slot_size: u32,
+    /// Most frames taken or published per semop.
+    #[arg(long, default_value_t = shm_common::ring::DEFAULT_MAX_BATCH, value_parser = cli::parse_count)]
+    batch: u32,
+    /// Permission bits (octal) for the segment and semaphore set it creates.
+    #[arg(long, default_value = "600", value_parser = cli::parse_mode)]
+    mode: u32,
+    /// Finish without waiting for a reader: the objects keep the stream until one comes.
+    #[arg(long)]
+    persist: bool,
+    /// Send each input line as its own message, and share the key with other --lines writers.
+    #[arg(long)]
+    lines: bool,
+    /// Narrate every System V call on stderr, as C.
+    #[arg(long)]
+    explain: bool,
+    /// Remove our segment and semaphore set at the key (if unused) instead of sending.
+    #[arg(long, conflicts_with_all = ["file", "persist", "lines"])]
+    remove: bool,
+    /// No notes and no summary on stderr (errors are still printed).
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.remove {
+        return ExitCode::from(cli::remove("writer", args.key, args.quiet));
+    }
+    ExitCode::from(cli::finish("writer", run(&args), args.quiet))
+}
+
+fn run(args: &Args) -> shm_common::Result<stream::Summary> {
+    let key = match args.key {
+        Some(k) => k,
+        None => IpcKey::default_for_user()?,
+    };
+    let geometry = Geometry::new(args.slots, args.slot_size)?;
+    if args.explain {
+        shm_common::trace::enable("writer");
+    }
+    cli::install_signal_handler()?;
+    let cfg = stream::WriterConfig {
+        key,
+        geometry,
+        mode: args.mode,
+        persist: args.persist,
+        lines: args.lines,
+        max_batch: args.batch,
+    };
+    let quiet = args.quiet;
+    let note = move |m: String| {
+        if !quiet {
+            eprintln!("writer: {m}");
+        }
+    };
+    match &args.file {
+        Some(path) => {
+            let mut f = std::fs::File::open(path).map_err(|e| shm_common::Error::Io {
+                what: format!("opening {}", path.display()),
+                source: e,
+            })?;
+            stream::run_writer(&cfg, &mut f, &note)
+        }
+        None => stream::run_writer(&cfg, &mut std::io::stdin().lock(), &note),
+    }
+}
