@@ -5,18 +5,21 @@ BIN := target/release
 # A fresh key for the demo, so it never meets another run (or another user).
 DEMO_KEY ?= 0x5e$(shell printf '%06x' $$(( $$$$ & 0xffffff )))
 
-.PHONY: all build run test lint bench clean check-tools
+.PHONY: all setup build run test lint bench clean
 
 all: build
+
+setup:
+	@bash scripts/setup.sh
 
 build:
 	$(CARGO) build --release --workspace --bins
 
-run: build
+run: setup build
 	@bash scripts/demo.sh "$(BIN)" "$(DEMO_KEY)"
 
 # Integration tests spawn the real binaries, so build them first (debug profile).
-test:
+test: setup
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace -- --test-threads=4
 	@bash scripts/check-clean.sh

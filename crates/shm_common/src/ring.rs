@@ -31,6 +31,18 @@ use std::sync::atomic::Ordering;
 /// Default most frames taken or published per `semop` (see BENCHMARKS.md).
 pub const DEFAULT_MAX_BATCH: u32 = 64;
 
+/// A reader's batch is also capped in bytes, so that the private copy it makes (and
+/// checksums) stays in the CPU cache: beyond this, batching saves no syscalls worth
+/// having and the copy starts to run at memory speed instead of cache speed.
+pub const MAX_BATCH_BYTES: usize = 512 << 10;
+
+/// The batch limit for a geometry: `max_batch` frames, but no more than
+/// [`MAX_BATCH_BYTES`] of slots, and at least one.
+fn batch_limit(s: &Session, max_batch: u32) -> u32 {
+    let by_bytes = (MAX_BATCH_BYTES / s.geometry().slot_size as usize).max(1) as u32;
+    max_batch.min(by_bytes).clamp(1, s.geometry().slots)
+}
+
 /// Receives one-line notes for the user (waiting, a stopped peer).
 pub type Notes<'a> = &'a (dyn Fn(String) + Sync);
 
@@ -412,7 +424,7 @@ impl<'a> Consumer<'a> {
     pub fn new(s: &'a Session, max_batch: u32, note: Notes<'a>) -> Consumer<'a> {
         Consumer {
             s,
-            max_batch: max_batch.clamp(1, s.geometry().slots),
+            max_batch: batch_limit(s, max_batch),
             cached_tail: None,
             next_seq: HashMap::new(),
             frames: 0,
