@@ -53,5 +53,15 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
             eprintln!("reader: {m}");
         }
     };
-    stream::run_reader(&cfg, &mut std::io::stdout().lock(), &note)
+    let bar = cli::progress_bar(None, args.quiet);
+    let progress = |n: u64| {
+        if let Some(b) = &bar {
+            b.set_position(n);
+        }
+    };
+    let result = stream::run_reader(&cfg, &mut std::io::stdout().lock(), &note, &progress);
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    result
 }

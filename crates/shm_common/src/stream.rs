@@ -94,6 +94,7 @@ pub fn run_writer(
     cfg: &WriterConfig,
     input: &mut dyn Read,
     note: &(dyn Fn(String) + Sync),
+    progress: &dyn Fn(u64),
 ) -> Result<Summary> {
     let opts = OpenOptions {
         key: cfg.key,
@@ -124,7 +125,7 @@ pub fn run_writer(
         ));
     }
     let start = Instant::now();
-    let result = pump_input(&session, cfg, input, note);
+    let result = pump_input(&session, cfg, input, note, progress);
     match result {
         Ok((frames, bytes)) => {
             let departure = session.leave(true)?;
@@ -156,6 +157,7 @@ fn pump_input(
     cfg: &WriterConfig,
     input: &mut dyn Read,
     note: &(dyn Fn(String) + Sync),
+    progress: &dyn Fn(u64),
 ) -> Result<(u64, u64)> {
     let notes: Notes<'_> = note;
     let mut producer = Producer::new(session, cfg.max_batch, notes);
@@ -188,6 +190,7 @@ fn pump_input(
         }
         if !cfg.lines {
             producer.send_bytes(&buf[..n])?;
+            progress(producer.totals().1);
             continue;
         }
         let filled = carry + n;
@@ -205,6 +208,7 @@ fn pump_input(
             .flat_map(|l| l.chunks(cap))
             .collect();
         producer.send(&frames)?;
+        progress(producer.totals().1);
         buf.copy_within(complete..filled, 0);
         carry = filled - complete;
     }
@@ -239,6 +243,7 @@ pub fn run_reader(
     cfg: &ReaderConfig,
     output: &mut dyn Write,
     note: &(dyn Fn(String) + Sync),
+    progress: &dyn Fn(u64),
 ) -> Result<Summary> {
     let opts = OpenOptions {
         key: cfg.key,
@@ -259,7 +264,7 @@ pub fn run_reader(
         session.semaphores().id()
     ));
     let start = Instant::now();
-    let result = drain(&session, cfg, output, note);
+    let result = drain(&session, cfg, output, note, progress);
     match result {
         Ok((frames, bytes, lost_writers)) => {
             let departure = session.leave(true)?;
@@ -286,6 +291,7 @@ fn drain(
     cfg: &ReaderConfig,
     output: &mut dyn Write,
     note: &(dyn Fn(String) + Sync),
+    progress: &dyn Fn(u64),
 ) -> Result<(u64, u64, u32)> {
     let notes: Notes<'_> = note;
     let mut consumer = Consumer::new(session, cfg.max_batch, notes);
@@ -308,6 +314,7 @@ fn drain(
             output.write_all(&batch.data).map_err(io_err)?;
         }
         output.flush().map_err(io_err)?;
+        progress(consumer.totals().1);
         if received? == Received::EndOfStream {
             break;
         }

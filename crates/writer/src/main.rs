@@ -77,14 +77,31 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
             eprintln!("writer: {m}");
         }
     };
-    match &args.file {
-        Some(path) => {
-            let mut f = std::fs::File::open(path).map_err(|e| shm_common::Error::Io {
+    let mut input: Box<dyn std::io::Read> = match &args.file {
+        Some(path) => Box::new(
+            std::fs::File::open(path).map_err(|e| shm_common::Error::Io {
                 what: format!("opening {}", path.display()),
                 source: e,
-            })?;
-            stream::run_writer(&cfg, &mut f, &note)
+            })?,
+        ),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    // Percent and ETA need a total: known for a regular file argument only.
+    let total = args
+        .file
+        .as_ref()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    let bar = cli::progress_bar(total, args.quiet);
+    let progress = |n: u64| {
+        if let Some(b) = &bar {
+            b.set_position(n);
         }
-        None => stream::run_writer(&cfg, &mut std::io::stdin().lock(), &note),
+    };
+    let result = stream::run_writer(&cfg, &mut input, &note, &progress);
+    if let Some(b) = bar {
+        b.finish_and_clear();
     }
+    result
 }
