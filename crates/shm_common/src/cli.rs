@@ -84,31 +84,6 @@ pub fn finish(name: &str, result: Result<Summary>, quiet: bool) -> u8 {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("4096").ok(), Some(4096));
-        assert_eq!(parse_size("64K").ok(), Some(65536));
-        assert_eq!(parse_size("1m").ok(), Some(1 << 20));
-        assert!(parse_size("4G").is_err());
-        assert!(parse_size("-1").is_err());
-        assert!(parse_size("junk").is_err());
-        assert!(parse_size("99999999999999999999K").is_err());
-    }
-
-    #[test]
-    fn modes() {
-        assert_eq!(parse_mode("600").ok(), Some(0o600));
-        assert_eq!(parse_mode("0666").ok(), Some(0o666));
-        assert!(parse_mode("1777").is_err());
-        assert!(parse_mode("400").is_err());
-        assert!(parse_mode("9").is_err());
-    }
-}
-
 /// Routes SIGINT, SIGTERM and SIGHUP (ctrlc's `termination` feature) to
 /// [`crate::cancel::request`], so every wait gives up within [`crate::cancel::POLL`]
 /// and the process leaves the session cleanly instead of dying mid-step.
@@ -173,4 +148,29 @@ pub fn progress_bar(total: Option<u64>, quiet: bool) -> Option<indicatif::Progre
     // Only start drawing after a second, so short interactive runs stay uncluttered.
     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
     Some(bar)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096").ok(), Some(4096));
+        assert_eq!(parse_size("64K").ok(), Some(65536));
+        assert_eq!(parse_size("1m").ok(), Some(1 << 20));
+        assert!(parse_size("4G").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("junk").is_err());
+        assert!(parse_size("99999999999999999999K").is_err());
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(parse_mode("600").ok(), Some(0o600));
+        assert_eq!(parse_mode("0666").ok(), Some(0o666));
+        assert!(parse_mode("1777").is_err());
+        assert!(parse_mode("400").is_err());
+        assert!(parse_mode("9").is_err());
+    }
 }

@@ -76,6 +76,8 @@ pub mod off {
     pub const CREATOR_PID: usize = 96;
     /// u32 next writer id to hand out (ids start at 1). Changed with both mutexes held.
     pub const NEXT_WRITER_ID: usize = 100;
+    /// u32 writers that published their END or FINAL frame (under WRITE_MUTEX).
+    pub const WRITERS_ENDED: usize = 104;
     /// Peer table: [`super::MAX_PEERS`] entries of [`super::PEER_ENTRY_SIZE`] bytes.
     pub const PEERS: usize = 128;
 }

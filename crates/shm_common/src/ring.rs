@@ -46,11 +46,12 @@ fn batch_limit(s: &Session, max_batch: u32) -> u32 {
 /// Receives one-line notes for the user (waiting, a stopped peer).
 pub type Notes<'a> = &'a (dyn Fn(String) + Sync);
 
-/// Builds the `semop` list that releases a critical section: cancel the undo
-/// adjustment of `taken` units on `counter` while really consuming `consumed` of them,
-/// move `index` by `index_delta`, give `given` to `other`, release `mutex`.
-/// Zero deltas are left out: a zero `sem_op` would mean "wait for zero".
-fn release_ops(
+/// The end of one side's critical section, as one atomic `semop`: cancel the undo
+/// adjustment of the `taken` units of `counter` while really consuming `consumed` of
+/// them, move `index` by `index_delta`, give `given` to `other`, release `mutex`.
+/// Writers: counter FREE, index HEAD, other FILLED. Readers: counter FILLED, index
+/// TAIL, other FREE.
+struct Release {
     counter: u16,
     taken: u32,
     consumed: u32,
@@ -59,20 +60,26 @@ fn release_ops(
     other: u16,
     given: u32,
     mutex: u16,
-) -> Vec<SemOp> {
-    let mut ops = Vec::with_capacity(5);
-    ops.push(SemOp::undo(counter, taken as i16));
-    if consumed > 0 {
-        ops.push(SemOp::new(counter, -(consumed as i16)));
+}
+
+impl Release {
+    /// The operations, zero deltas left out (a zero `sem_op` would mean "wait for
+    /// zero"). All values fit in `i16`: they are bounded by the slot count (<= 32767).
+    fn ops(&self) -> Vec<SemOp> {
+        let mut ops = Vec::with_capacity(5);
+        ops.push(SemOp::undo(self.counter, self.taken as i16));
+        if self.consumed > 0 {
+            ops.push(SemOp::new(self.counter, -(self.consumed as i16)));
+        }
+        if self.index_delta != 0 {
+            ops.push(SemOp::new(self.index, self.index_delta as i16));
+        }
+        if self.given > 0 {
+            ops.push(SemOp::new(self.other, self.given as i16));
+        }
+        ops.push(SemOp::undo(self.mutex, 1));
+        ops
     }
-    if index_delta != 0 {
-        ops.push(SemOp::new(index, index_delta as i16));
-    }
-    if given > 0 {
-        ops.push(SemOp::new(other, given as i16));
-    }
-    ops.push(SemOp::undo(mutex, 1));
-    ops
 }
 
 /// Writes frames into the ring.
@@ -172,8 +179,13 @@ impl<'a> Producer<'a> {
     /// writer (then the session's state becomes Ended). Returns whether it was FINAL.
     pub fn finish(&mut self) -> Result<bool> {
         let (head, _) = self.acquire(1)?;
-        // With WRITE_MUTEX held no writer can join, so "am I the last?" is stable.
-        let last = self.s.snapshot()?.live_writers() <= 1;
+        // With WRITE_MUTEX held no writer can join, end or leave, so "am I the last
+        // writer still sending?" has one answer. (Counting live writers alone is not
+        // enough: one that already sent END stays live until it leaves.)
+        let last = self.s.snapshot()?.writers_still_sending() <= 1;
+        self.s
+            .counter32(off::WRITERS_ENDED)?
+            .fetch_add(1, Ordering::Relaxed);
         let kind = if last { Kind::Final } else { Kind::End };
         let h = FrameHeader {
             len: 0,
@@ -302,16 +314,17 @@ impl<'a> Producer<'a> {
             .store(0, Ordering::Relaxed);
         // FREE: cancel our undo of k (value unchanged); HEAD moves; FILLED += k makes
         // the frames visible; the mutex is released. All or nothing.
-        let ops = release_ops(
-            sem::FREE,
-            k,
-            k,
-            sem::HEAD,
-            new_head as i32 - head as i32,
-            sem::FILLED,
-            k,
-            sem::WRITE_MUTEX,
-        );
+        let ops = Release {
+            counter: sem::FREE,
+            taken: k,
+            consumed: k,
+            index: sem::HEAD,
+            index_delta: new_head as i32 - head as i32,
+            other: sem::FILLED,
+            given: k,
+            mutex: sem::WRITE_MUTEX,
+        }
+        .ops();
         s.semaphores().apply(
             &ops,
             None,
@@ -642,16 +655,17 @@ impl<'a> Consumer<'a> {
             .fetch_add(bytes, Ordering::Relaxed);
         s.pid_field(off::READ_MUTEX_HOLDER)?
             .store(0, Ordering::Relaxed);
-        let ops = release_ops(
-            sem::FILLED,
+        let ops = Release {
+            counter: sem::FILLED,
             taken,
             consumed,
-            sem::TAIL,
-            new_tail as i32 - tail as i32,
-            sem::FREE,
-            consumed,
-            sem::READ_MUTEX,
-        );
+            index: sem::TAIL,
+            index_delta: new_tail as i32 - tail as i32,
+            other: sem::FREE,
+            given: consumed,
+            mutex: sem::READ_MUTEX,
+        }
+        .ops();
         s.semaphores().apply(
             &ops,
             None,

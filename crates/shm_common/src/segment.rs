@@ -66,7 +66,7 @@ pub fn stat(key: IpcKey, shmid: i32) -> Result<SegmentStat> {
         size: ds.shm_segsz as u64,
         uid: ds.shm_perm.uid,
         mode: u32::from(ds.shm_perm.mode) & 0o777,
-        attached: ds.shm_nattch as u64,
+        attached: ds.shm_nattch,
         creator_pid: ds.shm_cpid,
         last_pid: ds.shm_lpid,
         attach_time: ds.shm_atime,
@@ -106,6 +106,9 @@ pub struct Segment {
     id: i32,
     base: *mut u8,
     len: usize,
+    /// Attached with `SHM_RDONLY` ([`Segment::attach_read_only`]): the write methods
+    /// refuse, and a store through an atomic would fault, so callers only load.
+    read_only: bool,
 }
 
 // SAFETY: the mapping is process-wide (not thread-bound) and every access goes through
@@ -188,7 +191,59 @@ impl Segment {
             },
             _ => Error::sys(key, e),
         })?;
-        Ok(Segment { key, id, base, len })
+        Ok(Segment {
+            key,
+            id,
+            base,
+            len,
+            read_only: false,
+        })
+    }
+
+    /// Attaches the existing segment `id` for reading only (`shmat(id, NULL,
+    /// SHM_RDONLY)`), as `shm-inspect` does: the kernel maps the pages without write
+    /// permission, so not even a bug of ours can change what the peers see.
+    /// [`Segment::write_bytes`] and [`Segment::read_from_fd`] refuse on such a segment;
+    /// use only loads on the atomics it hands out (a store would fault).
+    pub fn attach_read_only(key: IpcKey, id: i32) -> Result<Segment> {
+        let st = stat(key, id)?;
+        let len = usize::try_from(st.size).map_err(|_| Error::Corrupt {
+            key,
+            detail: "segment size does not fit in memory".into(),
+        })?;
+        let result = shm::shmat(id, true);
+        if trace::enabled() {
+            let r = match &result {
+                Ok(p) => format!("{:p}", *p),
+                Err(e) => format!("(void*)-1 ({})", e.source),
+            };
+            trace::call(
+                false,
+                &format!("shmat({id}, NULL, SHM_RDONLY)"),
+                &r,
+                "map the segment read-only: look, never touch",
+            );
+        }
+        let base = result.map_err(|e| match e.errno() {
+            libc::EACCES => Error::Permission {
+                call: "shmat",
+                key,
+                owner: i64::from(st.uid),
+            },
+            _ => Error::sys(key, e),
+        })?;
+        Ok(Segment {
+            key,
+            id,
+            base,
+            len,
+            read_only: true,
+        })
+    }
+
+    /// Whether this attach is read-only ([`Segment::attach_read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// The key this segment was found at.
@@ -290,8 +345,23 @@ impl Segment {
         Ok(())
     }
 
+    /// Refuses writes through a read-only attach (they would fault with SIGSEGV).
+    fn check_writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::InvalidArgument {
+                what: "segment access",
+                reason: format!(
+                    "shmid {} is attached read-only (SHM_RDONLY); it cannot be written",
+                    self.id
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Copies `data` into the segment at `offset`.
     pub fn write_bytes(&self, offset: usize, data: &[u8]) -> Result<()> {
+        self.check_writable()?;
         let p = self.span(offset, data.len())?;
         // SAFETY: the destination span is in bounds (checked) and the source is our
         // own buffer, so they cannot overlap.
@@ -316,6 +386,8 @@ impl Segment {
     /// Fills `len` bytes at `offset` from a file descriptor with one `read(2)`,
     /// straight into the segment (no intermediate buffer). Returns the byte count.
     pub fn read_from_fd(&self, offset: usize, len: usize, fd: i32) -> std::io::Result<usize> {
+        self.check_writable()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         let p = self
             .span(offset, len)
             .map_err(|e| std::io::Error::other(e.to_string()))?;

@@ -93,7 +93,7 @@ pub fn stat(key: IpcKey, semid: i32) -> Result<SetStat> {
     Ok(SetStat {
         uid: ds.sem_perm.uid,
         mode: u32::from(ds.sem_perm.mode) & 0o777,
-        nsems: ds.sem_nsems as u64,
+        nsems: ds.sem_nsems,
         otime: ds.sem_otime,
         ctime: ds.sem_ctime,
     })

@@ -88,6 +88,8 @@ pub struct Snapshot {
     pub writers_finished: u32,
     /// See `writers_joined`.
     pub readers_finished: u32,
+    /// Writers that published their END or FINAL frame.
+    pub writers_ended: u32,
 }
 
 impl Snapshot {
@@ -99,10 +101,17 @@ impl Snapshot {
     pub fn live_readers(&self) -> u32 {
         u32::from(self.sems[usize::from(sem::READERS)])
     }
-    /// Writers that joined and left without finishing (died or were interrupted).
+    /// Writers that are gone without having sent their END frame (died or were
+    /// interrupted). Exact whenever no live writer is still sending, which is the
+    /// case after FINAL and whenever WRITERS is 0 (the only times a reader asks).
     pub fn lost_writers(&self) -> u32 {
-        self.writers_joined
-            .saturating_sub(self.writers_finished + self.live_writers())
+        let not_ended = self.writers_joined.saturating_sub(self.writers_ended);
+        not_ended.saturating_sub(self.writers_still_sending())
+    }
+    /// Live writers that have not yet sent their END frame.
+    pub fn writers_still_sending(&self) -> u32 {
+        let ended_but_live = self.writers_ended.saturating_sub(self.writers_finished);
+        self.live_writers().saturating_sub(ended_but_live)
     }
     /// Readers that joined and left without reading to the end.
     pub fn lost_readers(&self) -> u32 {
@@ -251,7 +260,7 @@ impl Session {
                         joined: false,
                         pid: std::process::id() as i32,
                     };
-                    match s.join(opts)? {
+                    match s.join(opts, note)? {
                         true => return Ok(s),
                         // Removed or ended between our look and our join: look again.
                         false => continue,
@@ -471,6 +480,18 @@ impl Session {
         // A new segment is all zeros until its creator writes the magic last.
         let magic = seg.read_u64(off::MAGIC)?;
         if magic == 0 && seg.read_u32(off::VERSION)? == 0 {
+            // Our creator makes the set before the segment, so a blank segment with
+            // no set beside it was never ours (e.g. what `ipcmk -M` leaves).
+            if semid.is_none() {
+                return Err(Error::Conflict {
+                    key,
+                    detail: format!(
+                        "a segment that is not ours is there (shmid {shmid}, owner uid {}, {} bytes, no header)",
+                        seg_stat.uid, seg_stat.size
+                    ),
+                    remove_hint: ipcrm_hint(Some(shmid), None),
+                });
+            }
             let young = age(seg_stat.change_time) < INIT_GRACE;
             return Ok(if young {
                 Found::Initialising
@@ -507,13 +528,17 @@ impl Session {
 
     /// Joins an initialised session. `Ok(false)`: it went away (or was stale and we
     /// removed it) meanwhile; look again.
-    fn join(&mut self, opts: &OpenOptions) -> Result<bool> {
+    fn join(&mut self, opts: &OpenOptions, note: &dyn Fn(String)) -> Result<bool> {
         if !self.lock_both("join: take both mutexes to update the peer table")? {
             return Ok(false);
         }
+        let ids = ipcrm_hint(Some(self.seg.id()), Some(self.sems.id())).unwrap_or_default();
         match self.join_locked(opts) {
             Ok(JoinStep::Joined) => Ok(true),
-            Ok(JoinStep::Removed) => Ok(false),
+            Ok(JoinStep::Removed) => {
+                note(format!("recovered stale objects at key {} (every process that used them is gone): removed them ({ids})", self.key));
+                Ok(false)
+            }
             Err(e) => {
                 let _ = self.unlock_both(&[]);
                 Err(e)
@@ -698,6 +723,7 @@ impl Session {
             readers_joined: r(off::READERS_JOINED)?,
             writers_finished: r(off::WRITERS_FINISHED)?,
             readers_finished: r(off::READERS_FINISHED)?,
+            writers_ended: r(off::WRITERS_ENDED)?,
         })
     }
 

@@ -163,7 +163,7 @@ fn pump_input(
     let mut producer = Producer::new(session, cfg.max_batch, notes);
     let cap = producer.capacity();
     // One read fills up to a batch of slots; more gains nothing, less costs syscalls.
-    let chunk = (cap * cfg.max_batch as usize).clamp(cap, 256 << 10);
+    let chunk = (cap * cfg.max_batch as usize).min(256 << 10).max(cap);
     let mut buf = vec![0u8; chunk];
     let mut carry = 0usize; // --lines: bytes of an unfinished line at the front of buf
     loop {

@@ -90,7 +90,12 @@ pub fn ipc_flags(flags: i32) -> String {
     if flags & libc::IPC_EXCL != 0 {
         parts.push("IPC_EXCL".to_string());
     }
-    parts.push(format!("0{:o}", flags & 0o777));
+    let mode = flags & 0o777;
+    parts.push(if mode == 0 {
+        "0".to_string()
+    } else {
+        format!("0{mode:o}")
+    });
     parts.join("|")
 }
 
