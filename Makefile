@@ -29,10 +29,35 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
+# The full comparison (a few minutes on 2 cores); writes bench-results/. See BENCHMARKS.md.
 bench:
-	@echo "make bench: not yet (see the benchmark issue)"
+	$(CARGO) build --release --workspace --bins
+	$(BIN)/shm-bench
+
+# A CI-sized run (well under a minute): shorter runs, one repetition, two placements.
+.PHONY: bench-quick
+bench-quick:
+	$(CARGO) build --release --workspace --bins
+	$(BIN)/shm-bench --quick
 
 # Removes our objects only: segments whose first bytes are our magic, and the
 # semaphore set at the same key. KEY=0x... limits it to one key.
 clean:
 	@bash scripts/clean.sh $(KEY)
+
+# The race demonstration (shm-race, in crates/inspect): the ring WITHOUT semaphores
+# (the handout's shared counter), then WITH them, each on its own fresh key that is
+# removed at the end. FRAMES=N changes the run length.
+.PHONY: race
+FRAMES ?= 200000
+race:
+	$(CARGO) build --release -p shm_inspect --bin shm-race
+	$(BIN)/shm-race --i-understand-this-is-broken --frames $(FRAMES)
+
+# The long fault-injection schedule (issue 4): 300 seeded random runs; the seed is
+# printed, CHAOS_SEED=<seed> [CHAOS_ONLY=<run>] replays. `make test` runs ~30.
+.PHONY: chaos
+CHAOS_RUNS ?= 300
+chaos:
+	$(CARGO) build --workspace --bins
+	CHAOS_RUNS=$(CHAOS_RUNS) $(CARGO) test -p e2e --test chaos -- --nocapture

@@ -1,0 +1,349 @@
+//! `shm-bench`: the ring against pipes, a Unix socket and a lock-step shared-memory
+//! baseline, end to end against `cat | cat`, with latency, cost and placement.
+//! See BENCHMARKS.md for the method and the latest results.
+#![forbid(unsafe_code)]
+
+mod bench;
+mod child;
+mod e2e;
+mod report;
+mod runner;
+mod stats;
+
+use bench::{median_of, Config, Placement};
+use child::{Mech, Res};
+use clap::{Parser, Subcommand};
+use report::Row;
+use stats::human_size;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Measure the System V ring against pipes, a Unix socket and a lock-step shm
+/// baseline; write a table, CSV, JSON and an SVG chart.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    #[command(subcommand)]
+    hidden: Option<Hidden>,
+    /// CI-sized run: shorter runs, one repetition, fewer placements, 256 MiB end to end.
+    #[arg(long)]
+    quick: bool,
+    /// Seconds each transport run streams for (default 0.5; quick 0.15).
+    #[arg(long)]
+    secs: Option<f64>,
+    /// Repetitions per cell; the median run is reported (default 3; quick 1).
+    #[arg(long)]
+    reps: Option<usize>,
+    /// Ring: most frames per semop.
+    #[arg(long, default_value_t = shm_common::ring::DEFAULT_MAX_BATCH)]
+    batch: u32,
+    /// Ring: slot count for every frame size (default: as many as fit in 16 MiB,
+    /// between 16 and 1024).
+    #[arg(long)]
+    slots: Option<u32>,
+    /// Where the CSV, JSON and SVG go.
+    #[arg(long, default_value = "bench-results")]
+    out_dir: PathBuf,
+    /// Skip the end-to-end runs (writer/reader binaries against cat | cat).
+    #[arg(long)]
+    no_e2e: bool,
+    /// Skip the ping-pong latency runs.
+    #[arg(long)]
+    no_latency: bool,
+    /// Skip the 2 writers x 2 readers runs.
+    #[arg(long)]
+    no_2x2: bool,
+    /// Only these transport mechanisms (comma-separated; default all). The ratio
+    /// column needs pipe-write.
+    #[arg(long, value_delimiter = ',', value_parser = Mech::parse)]
+    mechs: Vec<Mech>,
+    /// Only these placements (comma-separated: unpinned, split, same-cpu).
+    #[arg(long, value_delimiter = ',', value_parser = Placement::parse)]
+    placements: Vec<Placement>,
+    /// Only these frame sizes in bytes (comma-separated; default 64,4096,65536,1048576).
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<usize>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Hidden {
+    /// One side of one run (started by the benchmark itself).
+    #[command(hide = true)]
+    Child(child::ChildArgs),
+    /// One end-to-end run, timed from inside.
+    #[command(hide = true)]
+    E2eRun(e2e::E2eRunArgs),
+    /// Pin to a CPU, then exec a command.
+    #[command(hide = true)]
+    PinExec(e2e::PinExecArgs),
+}
+
+const SIZES: [usize; 4] = [64, 4096, 64 << 10, 1 << 20];
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = match &args.hidden {
+        Some(Hidden::Child(a)) => child::run(a),
+        Some(Hidden::E2eRun(a)) => e2e::e2e_run(a),
+        Some(Hidden::PinExec(a)) => e2e::pin_exec(a),
+        None => run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shm-bench: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// CPU model, CPU count and kernel, for the report.
+fn machine() -> Vec<(&'static str, String)> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown".to_string(), |(_, v)| v.trim().to_string());
+    let cpus = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let online = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let (kernel, arch) =
+        nix::sys::utsname::uname().map_or(("unknown".into(), String::new()), |u| {
+            (
+                format!(
+                    "{} {} {}",
+                    u.sysname().to_string_lossy(),
+                    u.release().to_string_lossy(),
+                    u.version().to_string_lossy()
+                ),
+                u.machine().to_string_lossy().into_owned(),
+            )
+        });
+    let hv = if cpuinfo.contains(" hypervisor") {
+        "yes"
+    } else {
+        "no"
+    };
+    vec![
+        ("cpu_model", model),
+        ("cpus", cpus.to_string()),
+        ("cpus_usable", online.to_string()),
+        ("arch", arch),
+        ("kernel", kernel),
+        ("virtualised", hv.into()),
+    ]
+}
+
+fn progress(msg: &str) {
+    eprintln!("shm-bench: {msg}");
+}
+
+fn run(args: &Args) -> Res<()> {
+    // Ctrl-C: the children die with it; we finish the current step's cleanup (the
+    // key guards) and stop before the next one.
+    shm_common::cli::install_signal_handler()?;
+    let quick = args.quick;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut placements = vec![Placement::Unpinned];
+    if cpus >= 2 {
+        placements.push(Placement::Split);
+        if !quick {
+            placements.push(Placement::Same);
+        }
+    }
+    if !args.placements.is_empty() {
+        placements.clone_from(&args.placements);
+    }
+    let cfg = Config {
+        exe: std::env::current_exe()?,
+        secs: args.secs.unwrap_or(if quick { 0.15 } else { 0.5 }),
+        reps: args.reps.unwrap_or(if quick { 1 } else { 3 }),
+        batch: args.batch,
+        slots: args.slots,
+        sizes: if args.sizes.is_empty() {
+            SIZES.to_vec()
+        } else {
+            args.sizes.clone()
+        },
+        placements,
+        ping_iters: if quick { 2_000 } else { 20_000 },
+    };
+    let machine = machine();
+    println!("# shm-bench{}", if quick { " --quick" } else { "" });
+    for (k, v) in &machine {
+        println!("#   {k}: {v}");
+    }
+    println!(
+        "#   settings: {} s per transport run, median of {}, ring batch {}, placements {}",
+        cfg.secs,
+        cfg.reps,
+        cfg.batch,
+        cfg.placements
+            .iter()
+            .map(|p| p.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let check = || -> Res<()> {
+        if shm_common::cancel::requested() {
+            return Err("interrupted".into());
+        }
+        Ok(())
+    };
+
+    let mut rows: Vec<Row> = Vec::new();
+    // 1. memcpy, the ceiling for a copy-in/copy-out design.
+    for &size in &cfg.sizes {
+        let bw = bench::memcpy_bw(size, Duration::from_millis(if quick { 100 } else { 300 }));
+        rows.push(Row {
+            section: "memcpy",
+            mechanism: "memcpy".into(),
+            size: size as u64,
+            placement: "unpinned",
+            msgs: bw / size as f64,
+            mbps: bw / 1e6,
+            ratio: None,
+            cpu_s_per_gib: Some(f64::from(1u32 << 30) / bw),
+            rss_kib: None,
+            p50_us: None,
+            p99_us: None,
+            secs: 0.0,
+            bytes: 0,
+        });
+    }
+
+    // 2. Transport, every mechanism side by side, repetitions interleaved.
+    for &place in &cfg.placements {
+        for &size in &cfg.sizes {
+            let mut cell = Vec::new();
+            for mech in Mech::ALL {
+                if !args.mechs.is_empty() && !args.mechs.contains(&mech) {
+                    continue;
+                }
+                check()?;
+                progress(&format!(
+                    "transport {} {} {}",
+                    mech.name(),
+                    human_size(size as u64),
+                    place.name()
+                ));
+                let m = median_of(cfg.reps, false, || {
+                    bench::transport_once(&cfg, mech, size, place, 1, 1)
+                })?;
+                cell.push(bench::row("transport", mech.name(), size, place, &m));
+            }
+            let pipe = cell
+                .iter()
+                .find(|r| r.mechanism == Mech::PipeWrite.name())
+                .map_or(0.0, |r| r.mbps);
+            for r in &mut cell {
+                r.ratio = (pipe > 0.0).then(|| r.mbps / pipe);
+            }
+            rows.extend(cell);
+        }
+    }
+
+    // 3. Two writers and two readers sharing one ring (message mode).
+    let pair_sizes: Vec<usize> = if args.no_2x2 {
+        Vec::new()
+    } else if quick {
+        cfg.sizes
+            .iter()
+            .copied()
+            .filter(|s| [64, 64 << 10].contains(s))
+            .collect()
+    } else {
+        cfg.sizes.clone()
+    };
+    for &size in &pair_sizes {
+        check()?;
+        progress(&format!("2x2 ring {}", human_size(size as u64)));
+        let m = median_of(cfg.reps, false, || {
+            bench::transport_once(&cfg, Mech::Ring, size, Placement::Unpinned, 2, 2)
+        })?;
+        let mut r = bench::row("2x2", "ring 2w x 2r", size, Placement::Unpinned, &m);
+        r.ratio = rows
+            .iter()
+            .find(|p| {
+                p.section == "transport"
+                    && p.mechanism == Mech::PipeWrite.name()
+                    && p.size == size as u64
+                    && p.placement == "unpinned"
+            })
+            .map(|p| r.mbps / p.mbps);
+        rows.push(r);
+    }
+
+    // 4. Latency: ping-pong through two rings against two pipes.
+    let latency_places = if args.no_latency {
+        &[][..]
+    } else {
+        &cfg.placements[..]
+    };
+    for &place in latency_places {
+        for mech in [Mech::Ring, Mech::PipeWrite] {
+            check()?;
+            progress(&format!("latency {} {}", mech.name(), place.name()));
+            let m = median_of(cfg.reps, true, || {
+                bench::latency_once(&cfg, mech, 64, place)
+            })?;
+            let name = if mech == Mech::Ring { "ring" } else { "pipe" };
+            rows.push(bench::row("latency", name, 64, place, &m));
+        }
+    }
+
+    // 5. End to end with the real binaries.
+    if !args.no_e2e {
+        check()?;
+        progress("end to end (writer/reader binaries against cat | cat)");
+        let bytes = if quick { 256u64 << 20 } else { 1 << 30 };
+        let reps = if quick { 3 } else { 5 };
+        let data_dir = runner::exe_dir()?.join("../bench-data");
+        rows.extend(e2e::run(bytes, reps, &cfg.placements, &data_dir)?);
+    }
+
+    // Output.
+    for (section, title) in [
+        ("memcpy", "single-thread memcpy (hot buffers)"),
+        ("transport", "transport: streaming, 1 producer + 1 consumer process; ratio = against pipe-write at the same size and placement"),
+        ("2x2", "2 writers x 2 readers on one shared ring; ratio = against pipe-write (1x1, unpinned)"),
+        ("latency", "latency: ping-pong round trips, 64-byte messages"),
+        ("e2e", "end to end: page-cached file; ratio = against cat|cat to the same sink"),
+    ] {
+        let t = report::table(&rows, section);
+        if !t.is_empty() {
+            println!("\n## {title}\n{t}");
+        }
+    }
+    std::fs::create_dir_all(&args.out_dir)?;
+    let settings = vec![
+        ("mode", if quick { "quick" } else { "full" }.to_string()),
+        ("secs_per_run", cfg.secs.to_string()),
+        ("reps", cfg.reps.to_string()),
+        ("ring_batch", cfg.batch.to_string()),
+        (
+            "ring_slots",
+            cfg.slots
+                .map_or("16 MiB worth, 16..=1024".into(), |s| s.to_string()),
+        ),
+    ];
+    std::fs::write(args.out_dir.join("latest.csv"), report::csv(&rows))?;
+    std::fs::write(
+        args.out_dir.join("latest.json"),
+        report::json(&rows, &machine, &settings),
+    )?;
+    let model = machine.first().map_or(String::new(), |(_, v)| v.clone());
+    let svg = args.out_dir.join("throughput.svg");
+    report::chart(&rows, "unpinned", &format!("{model}, {cpus} CPUs"), &svg)?;
+    println!(
+        "\nwrote {}, {} and {}",
+        args.out_dir.join("latest.csv").display(),
+        args.out_dir.join("latest.json").display(),
+        svg.display()
+    );
+    Ok(())
+}
