@@ -174,7 +174,7 @@ pub fn chart(rows: &[Row], placement: &str, subtitle: &str, path: &Path) -> Res<
     }) {
         let name = match r.section {
             "memcpy" => "memcpy (1 thread)".to_string(),
-            "2x2" => format!("{} (2 writers x 2 readers)", r.mechanism),
+            "2x2" => "ring (2 writers x 2 readers)".to_string(),
             _ => r.mechanism.clone(),
         };
         let pt = (r.size as f64, r.mbps.max(1e-3));
