@@ -746,6 +746,7 @@ fn another_users_session_is_refused_and_unaffected() {
     w.send(&data[..1000]);
     wait_until(TIMEOUT, "nobody's session", || {
         header_u32(k.key, off::STATE) == Some(1)
+            && sem_value(k.key, shm_common::layout::sem::FILLED).unwrap_or(0) >= 1
     });
     let before = sem_values(k.key);
     for name in ["writer", "reader"] {
@@ -804,6 +805,7 @@ fn reader_as_another_user_gets_permission_denied() {
     w.send(&data[..1000]);
     wait_until(TIMEOUT, "root's session", || {
         header_u32(k.key, off::STATE) == Some(1)
+            && sem_value(k.key, shm_common::layout::sem::FILLED).unwrap_or(0) >= 1
     });
     let before = sem_values(k.key);
     let (f, took) = wait_timed(

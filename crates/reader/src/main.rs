@@ -18,7 +18,7 @@ struct Args {
     #[arg(long)]
     tag: bool,
     /// Most frames taken per semop.
-    #[arg(long, default_value_t = shm_common::ring::DEFAULT_MAX_BATCH, value_parser = cli::parse_count)]
+    #[arg(long, default_value_t = shm_common::ring::DEFAULT_MAX_BATCH, value_parser = cli::parse_batch)]
     batch: u32,
     /// Narrate every System V call on stderr, as C.
     #[arg(long)]

@@ -35,6 +35,18 @@ pub fn parse_count(text: &str) -> Result<u32> {
         })
 }
 
+/// Parses `--batch`: how many frames one `semop` may move, 1..=32767 (a `sem_op`
+/// is a signed 16-bit number).
+pub fn parse_batch(text: &str) -> Result<u32> {
+    match parse_count(text)? {
+        n @ 1..=32767 => Ok(n),
+        n => Err(Error::InvalidArgument {
+            what: "--batch",
+            reason: format!("{n} is outside 1..=32767"),
+        }),
+    }
+}
+
 /// Parses permission bits in octal (`600`, `0640`); only the 0o777 bits are allowed.
 pub fn parse_mode(text: &str) -> Result<u32> {
     let t = text.trim().trim_start_matches("0o");

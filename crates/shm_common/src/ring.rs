@@ -340,7 +340,10 @@ impl<'a> Producer<'a> {
 
     /// While blocked on a full ring: fail if every reader that came has gone.
     fn check_readers(&mut self, snap: &Snapshot, blocked: bool) -> Result<()> {
-        if snap.live_readers() == 0 && snap.lost_readers() > 0 {
+        let lost = |s: &Snapshot| s.live_readers() == 0 && s.lost_readers() > 0;
+        // Suspicion from the unlocked snapshot, confirmation under both mutexes.
+        let confirmed = lost(snap) && self.s.locked_snapshot()?.is_some_and(|s| lost(&s));
+        if confirmed {
             return Err(Error::PeerGone {
                 key: self.s.key(),
                 detail: format!(
@@ -563,7 +566,19 @@ impl<'a> Consumer<'a> {
 
     /// While the ring is empty: fail if every writer is gone without finishing.
     fn check_writers(&mut self, snap: &Snapshot) -> Result<()> {
-        if snap.live_writers() == 0 && snap.state != Some(State::Ended) {
+        // Gone for good only if nothing is left to deliver either: a writer may have
+        // published its last frames just before it died.
+        let gone = |s: &Snapshot| {
+            s.live_writers() == 0
+                && s.state != Some(State::Ended)
+                && s.sems[usize::from(sem::FILLED)] == 0
+        };
+        let confirmed = if gone(snap) {
+            self.s.locked_snapshot()?.filter(gone)
+        } else {
+            None
+        };
+        if let Some(snap) = confirmed {
             let lost = snap.lost_writers();
             return Err(Error::PeerGone {
                 key: self.s.key(),

@@ -182,9 +182,13 @@ fn ipcrm_hint(shmid: Option<i32>, semid: Option<i32>) -> Option<String> {
 /// geometry. Every field is read once and checked before use.
 pub fn validate_header(seg: &Segment) -> Result<Geometry> {
     let key = seg.key();
+    let owner = seg.stat().map_or_else(
+        |_| "unknown owner".to_string(),
+        |st| format!("owner uid {}", st.uid),
+    );
     let foreign = |detail: String| Error::Conflict {
         key,
-        detail,
+        detail: format!("{detail} ({owner})"),
         remove_hint: ipcrm_hint(Some(seg.id()), None),
     };
     if seg.len() < layout::HEADER_SIZE {
@@ -578,6 +582,12 @@ impl Session {
                 return Err(self.exclusive_conflict(opts.role));
             }
         } else if !self.shared && snap.readers_joined > 0 {
+            if nobody_alive {
+                // A byte stream whose reader and writer are both gone: nobody can
+                // complete it (it was already partly read), so it is stale.
+                self.remove_objects()?;
+                return Ok(JoinStep::Removed);
+            }
             return Err(self.exclusive_conflict(opts.role));
         }
         let (role_code, id, joined_field) = match opts.role {
@@ -770,6 +780,33 @@ impl Session {
                 });
             }
         }
+    }
+
+    /// A snapshot taken with both mutexes held, so that no join or leave is half done
+    /// and the semaphore counts agree with the header's counters. Use it before
+    /// declaring a peer dead: an unlocked snapshot can catch a joining peer after its
+    /// `joined` counter went up but before its live count did. `Ok(None)`: the
+    /// mutexes could not be had within a second (a stopped peer holds one), so
+    /// nothing can be concluded yet.
+    pub fn locked_snapshot(&self) -> Result<Option<Snapshot>> {
+        match self.lock_both_for(
+            "take both mutexes to read the counts consistently",
+            Some(Duration::from_secs(1)),
+            false,
+        ) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(Error::PeerGone {
+                    key: self.key,
+                    detail: "the objects were removed while we waited".into(),
+                })
+            }
+            Err(Error::PeerGone { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let snap = self.snapshot();
+        self.unlock_both(&[])?;
+        snap.map(Some)
     }
 
     fn lock_both(&self, why: &str) -> Result<bool> {

@@ -9,6 +9,7 @@ use crate::layout::Geometry;
 use crate::ring::{Batch, Consumer, Notes, Producer, Received};
 use crate::session::{Departure, OpenOptions, Role, Session};
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 /// What a finished run did, for the one-line summary.
@@ -43,6 +44,37 @@ impl std::fmt::Display for Summary {
             Departure::Removed => write!(f, "; removed the segment and semaphore set"),
             Departure::Left => write!(f, "; left the objects to the peer that remains"),
             Departure::AlreadyGone => Ok(()),
+        }
+    }
+}
+
+/// What the writer reads: anything readable with a file descriptor, so that it can
+/// wait for input with `poll(2)` and still notice a Ctrl-C. (A plain blocking
+/// `read(2)` would not: the `ctrlc` crate installs its handlers with `SA_RESTART`,
+/// so the kernel restarts the read and the flag would never be looked at.)
+pub trait Input: Read + AsFd {}
+impl<T: Read + AsFd> Input for T {}
+
+/// Waits until `input` has data or end of file, giving up on a cancel request.
+fn wait_readable(input: &dyn Input) -> Result<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    loop {
+        if crate::cancel::requested() {
+            return Err(Error::Interrupted {
+                detail: "while waiting for input".into(),
+            });
+        }
+        let mut fds = [PollFd::new(input.as_fd(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::try_from(crate::cancel::POLL).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, timeout) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                return Err(Error::Io {
+                    what: "waiting for input (poll)".into(),
+                    source: e.into(),
+                })
+            }
         }
     }
 }
@@ -92,7 +124,7 @@ fn leave_after(session: &mut Session, err: Error, note: &dyn Fn(String)) -> Erro
 /// Sends `input` to the ring at `cfg.key` and leaves. `note` gets user notes.
 pub fn run_writer(
     cfg: &WriterConfig,
-    input: &mut dyn Read,
+    input: &mut dyn Input,
     note: &(dyn Fn(String) + Sync),
     progress: &dyn Fn(u64),
 ) -> Result<Summary> {
@@ -155,7 +187,7 @@ fn session_persisted(s: &Session) -> bool {
 fn pump_input(
     session: &Session,
     cfg: &WriterConfig,
-    input: &mut dyn Read,
+    input: &mut dyn Input,
     note: &(dyn Fn(String) + Sync),
     progress: &dyn Fn(u64),
 ) -> Result<(u64, u64)> {
@@ -172,6 +204,7 @@ fn pump_input(
                 detail: format!("after sending {} bytes", producer.totals().1),
             });
         }
+        wait_readable(input)?;
         let n = match input.read(&mut buf[carry..]) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -183,6 +216,12 @@ fn pump_input(
             }
         };
         if n == 0 {
+            // A signal that arrived while the input ended must not be lost.
+            if crate::cancel::requested() {
+                return Err(Error::Interrupted {
+                    detail: format!("after sending {} bytes", producer.totals().1),
+                });
+            }
             if carry > 0 {
                 producer.send_bytes(&buf[..carry])?;
             }
@@ -319,7 +358,10 @@ fn drain(
             break;
         }
     }
-    let snap = session.snapshot()?;
+    let snap = match session.locked_snapshot()? {
+        Some(s) => s,
+        None => session.snapshot()?,
+    };
     let (frames, bytes) = consumer.totals();
     Ok((frames, bytes, snap.lost_writers()))
 }

@@ -23,7 +23,7 @@ struct Args {
     #[arg(long, default_value = "64K", value_parser = cli::parse_size)]
     slot_size: u32,
     /// Most frames taken or published per semop.
-    #[arg(long, default_value_t = shm_common::ring::DEFAULT_MAX_BATCH, value_parser = cli::parse_count)]
+    #[arg(long, default_value_t = shm_common::ring::DEFAULT_MAX_BATCH, value_parser = cli::parse_batch)]
     batch: u32,
     /// Permission bits (octal) for the segment and semaphore set it creates.
     #[arg(long, default_value = "600", value_parser = cli::parse_mode)]
@@ -77,7 +77,7 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
             eprintln!("writer: {m}");
         }
     };
-    let mut input: Box<dyn std::io::Read> = match &args.file {
+    let mut input: Box<dyn stream::Input> = match &args.file {
         Some(path) => Box::new(
             std::fs::File::open(path).map_err(|e| shm_common::Error::Io {
                 what: format!("opening {}", path.display()),
@@ -99,7 +99,7 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
             b.set_position(n);
         }
     };
-    let result = stream::run_writer(&cfg, &mut input, &note, &progress);
+    let result = stream::run_writer(&cfg, &mut *input, &note, &progress);
     if let Some(b) = bar {
         b.finish_and_clear();
     }
