@@ -225,7 +225,14 @@ pub fn transport_once(
 }
 
 /// One ping-pong run of `mech` (ring or pipe-write), 64-byte messages.
-pub fn latency_once(cfg: &Config, mech: Mech, size: usize, place: Placement) -> Res<Measure> {
+/// `spin_us`: the ring's opt-in spin before sleeping (0: none).
+pub fn latency_once(
+    cfg: &Config,
+    mech: Mech,
+    size: usize,
+    place: Placement,
+    spin_us: u64,
+) -> Res<Measure> {
     let mut guard = KeyGuard::default();
     let scratch = Scratch::new("ping")?;
     let mut specs = Vec::new();
@@ -242,6 +249,9 @@ pub fn latency_once(cfg: &Config, mech: Mech, size: usize, place: Placement) -> 
         let pos = argv.iter().position(|a| a == "--slots").unwrap_or(0);
         argv[pos + 1] = "16".into();
         add(&mut argv, "--iters", cfg.ping_iters);
+        if mech == Mech::Ring {
+            add(&mut argv, "--spin-us", spin_us);
+        }
         match (&p1, &p2) {
             (Some(a), Some(b)) => {
                 add(&mut argv, "--path", a.display());

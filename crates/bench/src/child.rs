@@ -120,6 +120,9 @@ pub struct ChildArgs {
     /// Ping: measured round trips (after a warm-up of 1/10 as many, at least 100).
     #[arg(long, default_value_t = 10_000)]
     pub iters: u32,
+    /// Ring ping/pong: spin this many microseconds before sleeping (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub spin_us: u64,
 }
 
 /// Pins the calling process to `cpu` (sched_setaffinity on pid 0: ourselves).
@@ -478,6 +481,7 @@ fn ring_ping(a: &ChildArgs) -> Res<()> {
         let notes: &(dyn Fn(String) + Sync) = &note;
         let mut p = Producer::new(&out, 1, notes);
         let mut c = Consumer::new(&inp, 1, notes);
+        c.set_spin(Some(Duration::from_micros(a.spin_us)));
         let mut batch = Batch::default();
         let mut rtt = Vec::with_capacity(a.iters as usize);
         for i in 0..warmup(a.iters) + a.iters {
@@ -521,6 +525,7 @@ fn ring_pong(a: &ChildArgs) -> Res<()> {
         let notes: &(dyn Fn(String) + Sync) = &note;
         let mut p = Producer::new(&out, 1, notes);
         let mut c = Consumer::new(&inp, 1, notes);
+        c.set_spin(Some(Duration::from_micros(a.spin_us)));
         let mut batch = Batch::default();
         let mut n = 0u64;
         while c.recv(&mut batch)? == Received::Frames {

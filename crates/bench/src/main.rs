@@ -285,13 +285,18 @@ fn run(args: &Args) -> Res<()> {
         &cfg.placements[..]
     };
     for &place in latency_places {
-        for mech in [Mech::Ring, Mech::PipeWrite] {
+        // The ring twice: sleeping at once (the default), and with the opt-in
+        // 50 us spin before sleeping, to show what spinning buys and what it costs.
+        for (mech, spin_us, name) in [
+            (Mech::Ring, 0, "ring"),
+            (Mech::Ring, 50, "ring-spin50us"),
+            (Mech::PipeWrite, 0, "pipe"),
+        ] {
             check()?;
-            progress(&format!("latency {} {}", mech.name(), place.name()));
+            progress(&format!("latency {name} {}", place.name()));
             let m = median_of(cfg.reps, true, || {
-                bench::latency_once(&cfg, mech, 64, place)
+                bench::latency_once(&cfg, mech, 64, place, spin_us)
             })?;
-            let name = if mech == Mech::Ring { "ring" } else { "pipe" };
             rows.push(bench::row("latency", name, 64, place, &m));
         }
     }

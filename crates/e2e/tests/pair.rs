@@ -852,6 +852,9 @@ fn stale_objects_after_kill_9_are_recovered_with_a_note() {
     let mut w2 = Live::spawn(k.writer(), Stdio::piped());
     w2.send(&data);
     w2.close_stdin();
+    // Start the reader only once the recovery is done: a reader that came first
+    // would (correctly) drain the dead writer's stream and report it cut short.
+    w2.wait_stderr(SOON, "created key");
     let r = Proc::spawn(k.reader(), Stdio::null()).wait(TIMEOUT);
     let w = w2.wait(TIMEOUT);
     assert_ok(&w, "recovering writer");

@@ -20,6 +20,10 @@ struct Args {
     /// Most frames taken per semop.
     #[arg(long, default_value_t = shm_common::ring::DEFAULT_MAX_BATCH, value_parser = cli::parse_batch)]
     batch: u32,
+    /// Spin up to MICROS microseconds watching for data before sleeping in semop
+    /// (lower latency, more CPU; default 0: sleep at once).
+    #[arg(long, value_name = "MICROS", default_value_t = 0)]
+    spin: u64,
     /// Narrate every System V call on stderr, as C.
     #[arg(long)]
     explain: bool,
@@ -46,6 +50,7 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
         key,
         tag: args.tag,
         max_batch: args.batch,
+        spin: Some(std::time::Duration::from_micros(args.spin)),
     };
     let quiet = args.quiet;
     let note = move |m: String| {

@@ -27,6 +27,7 @@ use crate::semaphore::{SemOp, Wait};
 use crate::session::{Session, Snapshot};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 /// Default most frames taken or published per `semop` (see BENCHMARKS.md).
 pub const DEFAULT_MAX_BATCH: u32 = 64;
@@ -380,6 +381,34 @@ impl<'a> Producer<'a> {
     }
 }
 
+/// Per-writer "next expected (sequence, offset)". Frames usually come from the same
+/// writer as the previous one, so that writer's entry is kept out of the map: one
+/// comparison per frame instead of a hash lookup and insert.
+#[derive(Debug, Default)]
+struct WriterOrder {
+    current: Option<(u32, u64, u64)>,
+    others: HashMap<u32, (u64, u64)>,
+}
+
+impl WriterOrder {
+    fn expected(&mut self, writer: u32) -> (u64, u64) {
+        match self.current {
+            Some((w, seq, off)) if w == writer => (seq, off),
+            _ => self.others.get(&writer).copied().unwrap_or((0, 0)),
+        }
+    }
+
+    fn advance(&mut self, writer: u32, seq: u64, offset: u64) {
+        if let Some((w, s, o)) = self.current {
+            if w != writer {
+                self.others.insert(w, (s, o));
+                self.others.remove(&writer);
+            }
+        }
+        self.current = Some((writer, seq, offset));
+    }
+}
+
 /// One delivered frame: who sent it, its number, and where its payload is in the
 /// batch buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -417,8 +446,10 @@ pub struct Consumer<'a> {
     s: &'a Session,
     max_batch: u32,
     cached_tail: Option<u32>,
-    /// Next expected sequence number per writer.
-    next_seq: HashMap<u32, (u64, u64)>,
+    /// How long to spin before sleeping (`None`: sleep at once).
+    spin: Option<std::time::Duration>,
+    /// Next expected sequence number and offset per writer.
+    order: WriterOrder,
     frames: u64,
     bytes: u64,
     ended_writers: u32,
@@ -442,7 +473,8 @@ impl<'a> Consumer<'a> {
             s,
             max_batch: batch_limit(s, max_batch),
             cached_tail: None,
-            next_seq: HashMap::new(),
+            spin: None,
+            order: WriterOrder::default(),
             frames: 0,
             bytes: 0,
             ended_writers: 0,
@@ -454,6 +486,12 @@ impl<'a> Consumer<'a> {
     /// Data frames and payload bytes received so far.
     pub fn totals(&self) -> (u64, u64) {
         (self.frames, self.bytes)
+    }
+
+    /// Spin for up to `d` watching for new frames before going to sleep in `semop`
+    /// (opt-in: it buys latency with CPU time; see BENCHMARKS.md).
+    pub fn set_spin(&mut self, d: Option<std::time::Duration>) {
+        self.spin = d.filter(|d| !d.is_zero());
     }
 
     /// Waits for published frames, copies up to the batch limit into `batch`
@@ -498,55 +536,76 @@ impl<'a> Consumer<'a> {
         }
     }
 
+    /// Frames waiting, according to the header's counters: a hint (it may be stale
+    /// and does not count END/FINAL frames); the `semop` that follows is the
+    /// authority. Reading it costs no system call.
+    fn waiting_hint(&self) -> Result<u32> {
+        let s = self.s;
+        let published = s.counter64(off::FRAMES_PUBLISHED)?.load(Ordering::Relaxed);
+        let consumed = s.counter64(off::FRAMES_CONSUMED)?.load(Ordering::Relaxed);
+        Ok(published
+            .saturating_sub(consumed)
+            .min(u64::from(self.max_batch)) as u32)
+    }
+
     fn acquire(&mut self) -> Result<(u32, u32)> {
         let s = self.s;
-        let sems = s.semaphores();
         let slots = s.geometry().slots;
+        let spin_until = self.spin.map(|d| Instant::now() + d);
         loop {
-            let snap = s.snapshot()?;
-            let filled = u32::from(snap.sems[usize::from(sem::FILLED)]);
-            if filled > 0 {
-                let k = filled.min(self.max_batch);
-                let ops = [
-                    SemOp::undo(sem::FILLED, -(k as i16)),
-                    SemOp::undo(sem::READ_MUTEX, -1),
-                ];
-                if sems.apply(
-                    &ops,
-                    None,
-                    true,
-                    "take every published frame (up to the batch limit) and the read mutex",
-                    true,
-                )? == Wait::Done
-                {
-                    return self.tail(k, slots, &snap);
-                }
-            } else {
-                self.check_writers(&snap)?;
+            // Fast path: take what the header says is waiting, without a GETALL.
+            let hint = self.waiting_hint()?;
+            if hint > 0 && self.try_take(hint)? {
+                return self.tail(hint, slots);
+            }
+            // Opt-in (--spin): poll the counters for a while before sleeping, which
+            // trades CPU for the ~2-20 us a wake-up costs.
+            if spin_until.is_some_and(|t| Instant::now() < t) {
+                std::hint::spin_loop();
+                continue;
             }
             if cancel::requested() {
                 return Err(Error::Interrupted {
                     detail: "while waiting for data".into(),
                 });
             }
+            // Sleep until at least one frame is published (returns at once if one is).
             let ops = [
                 SemOp::undo(sem::FILLED, -1),
                 SemOp::undo(sem::READ_MUTEX, -1),
             ];
-            if sems.apply(
-                &ops,
-                Some(cancel::POLL),
-                false,
-                "sleep until a frame is published and the read mutex is ours",
-                true,
-            )? == Wait::Done
+            let why = "sleep until a frame is published and the read mutex is ours";
+            if s.semaphores()
+                .apply(&ops, Some(cancel::POLL), false, why, true)?
+                == Wait::Done
             {
-                return self.tail(1, slots, &snap);
+                return self.tail(1, slots);
+            }
+            // A whole poll interval without data (or a signal): look at everything.
+            let snap = s.snapshot()?;
+            let filled = u32::from(snap.sems[usize::from(sem::FILLED)]);
+            if filled > 0 {
+                let k = filled.min(self.max_batch);
+                if self.try_take(k)? {
+                    return self.tail(k, slots);
+                }
+            } else {
+                self.check_writers(&snap)?;
             }
         }
     }
 
-    fn tail(&mut self, k: u32, slots: u32, _snap: &Snapshot) -> Result<(u32, u32)> {
+    /// Takes `k` published frames and the read mutex if both are there now.
+    fn try_take(&self, k: u32) -> Result<bool> {
+        let ops = [
+            SemOp::undo(sem::FILLED, -(k as i16)),
+            SemOp::undo(sem::READ_MUTEX, -1),
+        ];
+        let why = "take every published frame (up to the batch limit) and the read mutex";
+        Ok(self.s.semaphores().apply(&ops, None, true, why, true)? == Wait::Done)
+    }
+
+    fn tail(&mut self, k: u32, slots: u32) -> Result<(u32, u32)> {
         let s = self.s;
         s.pid_field(off::READ_MUTEX_HOLDER)?
             .store(s.pid(), Ordering::Relaxed);
@@ -616,9 +675,8 @@ impl<'a> Consumer<'a> {
             .map_err(|e| corrupt(format!("slot {}: {e}", (tail + j) % g.slots)))?;
         let start = batch.data.len();
         let end = start + h.len as usize;
-        batch.data.resize(end, 0);
         s.segment()
-            .read_bytes(at + FRAME_HEADER_SIZE, &mut batch.data[start..end])?;
+            .read_append(at + FRAME_HEADER_SIZE, h.len as usize, &mut batch.data)?;
         if let Err(e) = FrameHeader::verify(&hb, &batch.data[start..end]) {
             batch.data.truncate(start);
             return Err(corrupt(format!("slot {}: {e}", (tail + j) % g.slots)));
@@ -626,7 +684,7 @@ impl<'a> Consumer<'a> {
         // Order checks: a writer's frames arrive in its order. With one reader they
         // arrive without gaps, and the byte offsets add up.
         let exclusive = !s.shared();
-        let (next, offset) = self.next_seq.get(&h.writer).copied().unwrap_or((0, 0));
+        let (next, offset) = self.order.expected(h.writer);
         let in_order = if exclusive {
             h.seq == next && h.offset == offset
         } else {
@@ -640,8 +698,8 @@ impl<'a> Consumer<'a> {
             )));
         }
         if h.kind == Kind::Data {
-            self.next_seq
-                .insert(h.writer, (h.seq + 1, h.offset + u64::from(h.len)));
+            self.order
+                .advance(h.writer, h.seq + 1, h.offset + u64::from(h.len));
             batch.frames.push(Delivered {
                 writer: h.writer,
                 seq: h.seq,

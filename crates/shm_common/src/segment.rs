@@ -359,6 +359,24 @@ impl Segment {
         Ok(())
     }
 
+    /// Appends `len` bytes at `offset` to `out`, copying straight into its spare
+    /// capacity (no zero-filling first: on the reader's path that would be one more
+    /// pass over every byte).
+    pub fn read_append(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> Result<()> {
+        let p = self.span(offset, len)?;
+        out.reserve(len);
+        let old = out.len();
+        // SAFETY: the source span is in bounds (checked); `reserve` guarantees room for
+        // `len` more bytes after `old`; the destination is our own heap buffer, so the
+        // two cannot overlap. After the copy those `len` bytes are initialised (any
+        // byte value is a valid u8), so extending the length over them is sound.
+        unsafe {
+            std::ptr::copy_nonoverlapping(p, out.as_mut_ptr().add(old), len);
+            out.set_len(old + len);
+        }
+        Ok(())
+    }
+
     /// Copies `data` into the segment at `offset`.
     pub fn write_bytes(&self, offset: usize, data: &[u8]) -> Result<()> {
         self.check_writable()?;

@@ -105,6 +105,8 @@ pub struct ReaderConfig {
     pub tag: bool,
     /// Most frames per semop.
     pub max_batch: u32,
+    /// Spin this long watching for data before sleeping (opt-in; `None`: never).
+    pub spin: Option<Duration>,
 }
 
 /// Leaves after a failure, keeping the original error (a failure to leave is only
@@ -334,6 +336,7 @@ fn drain(
 ) -> Result<(u64, u64, u32)> {
     let notes: Notes<'_> = note;
     let mut consumer = Consumer::new(session, cfg.max_batch, notes);
+    consumer.set_spin(cfg.spin);
     let mut batch = Batch::default();
     let io_err = |e: std::io::Error| Error::Io {
         what: "writing the output".into(),

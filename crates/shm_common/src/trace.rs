@@ -50,35 +50,53 @@ pub fn call(hot: bool, call: &str, result: &str, why: &str) {
     }
     let Ok(mut s) = STATE.lock() else { return };
     let mut err = std::io::stderr().lock();
+    let now = Instant::now();
     if hot {
         s.hot_seen += 1;
         if s.hot_seen > HOT_LINES_IN_FULL {
+            // This call is counted in the next summary line.
             s.since_summary += 1;
-            let now = Instant::now();
-            let due = s
-                .last_summary
-                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
-            if due {
-                if s.hot_seen == HOT_LINES_IN_FULL + 1 {
-                    let _ = writeln!(
-                        err,
-                        "[{}] ... steady state: further semop calls are summarised once a second",
-                        s.prefix
-                    );
-                } else {
-                    let _ = writeln!(
-                        err,
-                        "[{}] ... {} more per-message calls in the last second (last: {} = {})",
-                        s.prefix, s.since_summary, call, result
-                    );
-                }
-                s.since_summary = 0;
+            if s.hot_seen == HOT_LINES_IN_FULL + 1 {
+                let _ = writeln!(
+                    err,
+                    "[{}] ... steady state: further per-message calls are summarised once a second",
+                    s.prefix
+                );
                 s.last_summary = Some(now);
+            } else if s
+                .last_summary
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+            {
+                summarise(&mut s, &mut err, now, call, result);
             }
             return;
         }
     }
+    // Before a call narrated in full, account for the hot calls not yet summarised,
+    // so the narration stays in order and every call is counted (also at the end).
+    if s.since_summary > 0 {
+        summarise(&mut s, &mut err, now, "", "");
+    }
     let _ = writeln!(err, "[{}] {call} = {result}    // {why}", s.prefix);
+}
+
+/// Writes one summary line for the hot calls counted since the last one.
+fn summarise(s: &mut HotState, err: &mut impl Write, now: Instant, call: &str, result: &str) {
+    let secs = s
+        .last_summary
+        .map_or(0.0, |t| now.duration_since(t).as_secs_f64());
+    let last = if call.is_empty() {
+        String::new()
+    } else {
+        format!(" (last: {call} = {result})")
+    };
+    let _ = writeln!(
+        err,
+        "[{}] ... {} more per-message calls in the last {secs:.1} s{last}",
+        s.prefix, s.since_summary
+    );
+    s.since_summary = 0;
+    s.last_summary = Some(now);
 }
 
 /// Formats `IPC_CREAT|IPC_EXCL|0600`-style flags for shmget/semget.

@@ -1,0 +1,725 @@
+//! `--explain` (issue 6, part 1): the narration must be *correct*, not merely present.
+//!
+//! Each test runs the real binaries with `--explain` and checks what they narrate
+//! against what the kernel says happened:
+//! - the ids in `semget(...) = semid M` / `shmget(...) = shmid N` are the ones `ipcs`
+//!   lists for the key, and the `shmat` address is where `/proc/PID/maps` shows the
+//!   segment mapped (its inode column is the shmid);
+//! - flags are spelled as in C (`IPC_CREAT|IPC_EXCL|0600`);
+//! - the process that removes the objects narrates `semctl(M, 0, IPC_RMID)` and then
+//!   `shmctl(N, IPC_RMID, NULL)`, and says so in its summary;
+//! - a long stream is summarised (a bounded number of lines) and the summaries count
+//!   every call that was not narrated in full;
+//! - narration goes to stderr only: stdout stays byte-identical to the input;
+//! - where `strace` is installed, the narrated calls are compared call for call (ids,
+//!   arguments, flags, results, order) with the system calls `strace` records.
+// `common` is shared with the other suites; its own lints are not this file's to fix.
+#[allow(unused_imports, clippy::collapsible_if)]
+mod common;
+use common::*;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const SOON: Duration = Duration::from_secs(10);
+const LONG: Duration = Duration::from_secs(180);
+
+/// Member names of the semaphore set, in index order (PROTOCOL.md §3).
+const MEMBERS: [&str; 8] = [
+    "FREE",
+    "FILLED",
+    "WRITE_MUTEX",
+    "READ_MUTEX",
+    "HEAD",
+    "TAIL",
+    "WRITERS",
+    "READERS",
+];
+
+/// The narrated calls of `who` ("writer"/"reader"): each `[who] CALL = RESULT // why`
+/// line as `CALL = RESULT` (summary lines `[who] ... ` are left out).
+fn narrated(stderr: &str, who: &str) -> Vec<String> {
+    let prefix = format!("[{who}] ");
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix(prefix.as_str()))
+        .filter(|l| !l.starts_with("..."))
+        .map(|l| l.split_once("    // ").map_or(l, |(c, _)| c).to_string())
+        .collect()
+}
+
+/// The summary lines of `who` (`[who] ... `).
+fn summaries(stderr: &str, who: &str) -> Vec<String> {
+    let prefix = format!("[{who}] ... ");
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix(prefix.as_str()))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The result of the first narrated call that starts with `call_prefix`.
+fn result_of(calls: &[String], call_prefix: &str) -> Option<String> {
+    calls
+        .iter()
+        .find(|c| c.starts_with(call_prefix))
+        .and_then(|c| c.split_once(") = "))
+        .map(|(_, r)| r.to_string())
+}
+
+/// Position of the first narrated call equal to `line`.
+fn position(calls: &[String], line: &str) -> Option<usize> {
+    calls.iter().position(|c| c == line)
+}
+
+/// The id after `semid `/`shmid ` in a result such as `semid 65586`.
+fn id_in(result: &str, word: &str) -> i64 {
+    result
+        .strip_prefix(word)
+        .and_then(|r| r.trim().parse().ok())
+        .unwrap_or_else(|| panic!("expected `{word} N`, got {result:?}"))
+}
+
+/// The `ipcs -m` (`flag = "-m"`) or `ipcs -s` row at the key, split into columns.
+fn ipcs_row(k: &TestKey, flag: &str) -> Option<Vec<String>> {
+    let out = Command::new("ipcs").arg(flag).output().expect("ipcs");
+    let key = k.arg();
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let cols: Vec<String> = l.split_whitespace().map(str::to_string).collect();
+        (cols.first() == Some(&key)).then_some(cols)
+    })
+}
+
+/// The line of `/proc/PID/maps` that maps the System V segment of the key
+/// (`/SYSV7e......`): (start address, inode = shmid).
+fn mapping(pid: i32, k: &TestKey) -> Option<(String, i64)> {
+    let name = format!("/SYSV{:08x}", k.key.raw() as u32);
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    maps.lines().find(|l| l.contains(&name)).map(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        let start = cols[0].split('-').next().unwrap_or("");
+        (
+            format!("0x{}", start.trim_start_matches('0')),
+            cols[4].parse().unwrap_or(-1),
+        )
+    })
+}
+
+/// Checks the creator's narration: `semget`/`shmget` with C flags, the ids they
+/// returned, and that every later call names those ids. Returns (semid, shmid).
+fn check_creation(calls: &[String], k: &TestKey, size: u64, mode: &str) -> (i64, i64) {
+    let key = k.arg();
+    let sem_call = format!("semget({key}, 8, IPC_CREAT|IPC_EXCL|{mode})");
+    let shm_call = format!("shmget({key}, {size}, IPC_CREAT|IPC_EXCL|{mode})");
+    let semid = id_in(
+        &result_of(calls, &sem_call).unwrap_or_else(|| panic!("no `{sem_call}` in {calls:#?}")),
+        "semid",
+    );
+    let shmid = id_in(
+        &result_of(calls, &shm_call).unwrap_or_else(|| panic!("no `{shm_call}` in {calls:#?}")),
+        "shmid",
+    );
+    check_ids(calls, semid, shmid);
+    (semid, shmid)
+}
+
+/// Every narrated call on the set names `semid`, every call on the segment `shmid`,
+/// and `shmdt` detaches the address `shmat` returned.
+fn check_ids(calls: &[String], semid: i64, shmid: i64) {
+    let mut attached = None;
+    for c in calls {
+        let (name, rest) = c.split_once('(').expect("call(...)");
+        let first = rest.split([',', ')']).next().unwrap_or("");
+        match name {
+            "semop" | "semtimedop" | "semctl" => {
+                assert_eq!(first, semid.to_string(), "wrong semid in `{c}`")
+            }
+            "shmat" | "shmctl" => assert_eq!(first, shmid.to_string(), "wrong shmid in `{c}`"),
+            _ => {}
+        }
+        if name == "shmat" {
+            attached = c.split_once(") = ").map(|(_, a)| a.to_string());
+        }
+        if name == "shmdt" {
+            let a = attached.as_deref().expect("shmdt before shmat");
+            assert_eq!(c, &format!("shmdt({a}) = 0"), "shmdt of another address");
+        }
+    }
+}
+
+/// The remover narrates `semctl(M, 0, IPC_RMID)` then `shmctl(N, IPC_RMID, NULL)`
+/// (the set first: that wakes any sleeper with EIDRM), both succeeding.
+fn check_removal(calls: &[String], semid: i64, shmid: i64) {
+    let sem = position(calls, &format!("semctl({semid}, 0, IPC_RMID) = 0"))
+        .unwrap_or_else(|| panic!("no semctl({semid}, 0, IPC_RMID) = 0 in {calls:#?}"));
+    let shm = position(calls, &format!("shmctl({shmid}, IPC_RMID, NULL) = 0"))
+        .unwrap_or_else(|| panic!("no shmctl({shmid}, IPC_RMID, NULL) = 0 in {calls:#?}"));
+    assert!(sem < shm, "the set must be removed before the segment");
+}
+
+/// `writer --explain --persist`, then `ipcs` while the objects wait in the kernel,
+/// then `reader --explain`, which must narrate their removal.
+#[test]
+fn persist_ids_and_flags_match_ipcs_and_the_reader_narrates_removal() {
+    let k = TestKey::new();
+    let input = b"first line\nsecond line\n";
+    let mut w = k.writer();
+    w.args([
+        "--explain",
+        "--persist",
+        "--slots",
+        "8",
+        "--slot-size",
+        "4K",
+    ]);
+    let wf = run_with_input(w, input, SOON);
+    assert_eq!(wf.code(), Some(0), "writer: {}", wf.stderr);
+    let wcalls = narrated(&wf.stderr, "writer");
+    let (semid, shmid) = check_creation(&wcalls, &k, 4096 + 8 * 4096, "0600");
+
+    // The objects are in the kernel now, with exactly the narrated ids.
+    let shm = ipcs_row(&k, "-m").expect("ipcs -m lists the segment");
+    assert_eq!(shm[1], shmid.to_string(), "ipcs -m shmid: {shm:?}");
+    assert_eq!(shm[3], "600", "ipcs -m perms: {shm:?}");
+    assert_eq!(
+        shm[4],
+        (4096 + 8 * 4096).to_string(),
+        "ipcs -m bytes: {shm:?}"
+    );
+    assert_eq!(shm[5], "0", "nobody is attached: {shm:?}");
+    let sem = ipcs_row(&k, "-s").expect("ipcs -s lists the set");
+    assert_eq!(sem[1], semid.to_string(), "ipcs -s semid: {sem:?}");
+    assert_eq!(sem[3], "600", "ipcs -s perms: {sem:?}");
+    assert_eq!(sem[4], "8", "ipcs -s nsems: {sem:?}");
+    // The human note agrees with the narration.
+    assert!(
+        wf.stderr
+            .contains(&format!("(shmid {shmid}, semid {semid})")),
+        "{}",
+        wf.stderr
+    );
+    // Initialisation as PROTOCOL.md §4 says: SETALL, then the opening semop.
+    let setall = position(
+        &wcalls,
+        &format!(
+            "semctl({semid}, 0, SETALL, [FREE=8, FILLED=0, WRITE_MUTEX=0, READ_MUTEX=0, \
+             HEAD=0, TAIL=0, WRITERS=0, READERS=0]) = 0"
+        ),
+    )
+    .expect("SETALL narrated");
+    let open = position(
+        &wcalls,
+        &format!(
+            "semop({semid}, [{{WRITE_MUTEX, +1, 0}}, {{READ_MUTEX, +1, 0}}, \
+             {{WRITERS, +1, SEM_UNDO}}]) = 0"
+        ),
+    )
+    .expect("opening semop narrated");
+    assert!(setall < open);
+    // The writer left them for the reader: it narrates no removal.
+    assert!(
+        !wcalls.iter().any(|c| c.contains("IPC_RMID")),
+        "{wcalls:#?}"
+    );
+
+    let mut r = k.reader();
+    r.arg("--explain");
+    let rf = run_with_input(r, b"", SOON);
+    assert_eq!(rf.code(), Some(0), "reader: {}", rf.stderr);
+    assert_eq!(rf.stdout, input, "reader stdout is exactly the input");
+    let rcalls = narrated(&rf.stderr, "reader");
+    let key = k.arg();
+    assert_eq!(
+        result_of(&rcalls, &format!("semget({key}, 0, 0)")),
+        Some(format!("semid {semid}"))
+    );
+    assert_eq!(
+        result_of(&rcalls, &format!("shmget({key}, 0, 0)")),
+        Some(format!("shmid {shmid}"))
+    );
+    check_ids(&rcalls, semid, shmid);
+    check_removal(&rcalls, semid, shmid);
+    assert!(rf.stderr.contains("removed the segment and semaphore set"));
+    k.assert_clean();
+}
+
+/// `--mode 640` is narrated as `0640` and is what `ipcs` shows.
+#[test]
+fn mode_is_narrated_in_octal_as_created() {
+    let k = TestKey::new();
+    let mut w = k.writer();
+    w.args(["--explain", "--persist", "--mode", "640", "--slots", "4"]);
+    w.args(["--slot-size", "4K"]);
+    let wf = run_with_input(w, b"x\n", SOON);
+    assert_eq!(wf.code(), Some(0), "writer: {}", wf.stderr);
+    let calls = narrated(&wf.stderr, "writer");
+    let (semid, shmid) = check_creation(&calls, &k, 4096 + 4 * 4096, "0640");
+    assert_eq!(ipcs_row(&k, "-m").expect("segment")[3], "640");
+    assert_eq!(ipcs_row(&k, "-s").expect("set")[3], "640");
+    let mut r = k.reader();
+    r.arg("--explain");
+    let rf = run_with_input(r, b"", SOON);
+    assert_eq!(rf.code(), Some(0), "reader: {}", rf.stderr);
+    assert_eq!(rf.stdout, b"x\n");
+    check_removal(&narrated(&rf.stderr, "reader"), semid, shmid);
+    k.assert_clean();
+}
+
+/// A live session: while both run, the narrated ids are those of `ipcs` (attach count
+/// 2) and each process's narrated `shmat` address is where its `/proc/PID/maps` has
+/// the segment. At the end exactly one of them narrates the removal, and it is the
+/// one whose summary says it removed the objects.
+#[test]
+fn live_session_ids_and_attach_addresses_match_the_kernel() {
+    let k = TestKey::new();
+    let mut w = k.writer();
+    w.arg("--explain");
+    let mut writer = Live::spawn(w, Stdio::piped());
+    writer.wait_stderr(SOON, "shmat(");
+    let mut r = k.reader();
+    r.arg("--explain");
+    let mut reader = Live::spawn(r, Stdio::null());
+    reader.wait_stderr(SOON, "joined key");
+
+    let wcalls = narrated(&writer.stderr_text(), "writer");
+    let (semid, shmid) = check_creation(&wcalls, &k, 4096 + 256 * 65536, "0600");
+    let rcalls = narrated(&reader.stderr_text(), "reader");
+    assert_eq!(
+        result_of(&rcalls, &format!("shmget({}, 0, 0)", k.arg())),
+        Some(format!("shmid {shmid}"))
+    );
+    assert_eq!(
+        result_of(&rcalls, &format!("semget({}, 0, 0)", k.arg())),
+        Some(format!("semid {semid}"))
+    );
+    let shm = ipcs_row(&k, "-m").expect("segment listed");
+    assert_eq!(
+        (shm[1].as_str(), shm[5].as_str()),
+        (&*shmid.to_string(), "2")
+    );
+    assert_eq!(
+        ipcs_row(&k, "-s").expect("set listed")[1],
+        semid.to_string()
+    );
+    for (who, pid, calls) in [
+        ("writer", writer.pid(), &wcalls),
+        ("reader", reader.pid(), &rcalls),
+    ] {
+        let addr = result_of(calls, &format!("shmat({shmid}, NULL, 0)"))
+            .unwrap_or_else(|| panic!("{who}: no shmat narrated"));
+        let (start, inode) = mapping(pid, &k).unwrap_or_else(|| panic!("{who}: not mapped"));
+        assert_eq!(
+            addr, start,
+            "{who}: narrated shmat address vs /proc/{pid}/maps"
+        );
+        assert_eq!(inode, shmid, "{who}: mapped segment is shmid {inode}");
+    }
+
+    let data = pseudo_random(300_000, 6);
+    writer.send(&data);
+    writer.close_stdin();
+    let rf = reader.wait(SOON);
+    let wf = writer.wait(SOON);
+    assert_eq!(wf.code(), Some(0), "writer: {}", wf.stderr);
+    assert_eq!(rf.code(), Some(0), "reader: {}", rf.stderr);
+    assert!(rf.stdout == data, "reader stdout differs from the input");
+    let wcalls = narrated(&wf.stderr, "writer");
+    let rcalls = narrated(&rf.stderr, "reader");
+    check_ids(&wcalls, semid, shmid);
+    check_ids(&rcalls, semid, shmid);
+    let removers: Vec<(&str, &Finished, &Vec<String>)> =
+        [("writer", &wf, &wcalls), ("reader", &rf, &rcalls)]
+            .into_iter()
+            .filter(|(_, _, c)| c.iter().any(|c| c.contains("IPC_RMID")))
+            .collect();
+    assert_eq!(removers.len(), 1, "exactly one process removes the objects");
+    let (who, f, calls) = removers[0];
+    check_removal(calls, semid, shmid);
+    assert!(
+        f.stderr.contains("removed the segment and semaphore set"),
+        "{who} narrated the removal but its summary does not say so: {}",
+        f.stderr
+    );
+    k.assert_clean();
+}
+
+/// The sum of the call counts in the summary lines `... N more ...`.
+fn summarised_calls(lines: &[String]) -> u64 {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let rest = l.split_once(" more ")?.0;
+            rest.rsplit(' ').next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// 20 MB through 4 KiB slots (thousands of frames, thousands of semops): each side
+/// narrates a bounded number of lines, says it is summarising ("steady state"), and
+/// the summaries account for calls it did not narrate in full. The data is intact.
+#[test]
+fn long_stream_is_summarised_not_one_line_per_message() {
+    let k = TestKey::new();
+    let len = 20 << 20;
+    let input = big_temp_file(len, 20);
+    let output = temp_path();
+    let mut r = k.reader();
+    r.arg("--explain");
+    let reader = spawn_stdout_to(
+        r,
+        Stdio::null(),
+        std::fs::File::create(&output.path).expect("create output"),
+    );
+    let mut w = k.writer();
+    w.args(["--explain", "--slot-size", "4K"]);
+    let writer = Proc::spawn(
+        w,
+        Stdio::from(std::fs::File::open(&input.path).expect("open input")),
+    );
+    let wf = writer.wait(LONG);
+    let rf = reader.wait(LONG);
+    assert_eq!(wf.code(), Some(0), "writer: {}", wf.stderr);
+    assert_eq!(rf.code(), Some(0), "reader: {}", rf.stderr);
+    assert_eq!(files_equal(&input.path, &output.path), Ok(len));
+    let frames = len / (4096 - 32);
+    for (who, f) in [("writer", &wf), ("reader", &rf)] {
+        let lines = f.stderr.lines().count();
+        let calls = narrated(&f.stderr, who);
+        let sums = summaries(&f.stderr, who);
+        assert!(
+            lines < 200,
+            "{who}: {lines} lines of narration for {frames} frames:\n{}",
+            f.stderr
+        );
+        assert!(
+            sums.iter().any(|s| s.starts_with("steady state")),
+            "{who}: no steady-state line:\n{}",
+            f.stderr
+        );
+        assert!(
+            summarised_calls(&sums) > 0,
+            "{who}: the calls after the first few are never counted:\n{}",
+            f.stderr
+        );
+        // Creation/lookup and the end are still narrated in full.
+        assert!(calls.iter().any(|c| c.starts_with("semget(")), "{who}");
+        assert!(calls.iter().any(|c| c.starts_with("shmdt(")), "{who}");
+    }
+    k.assert_clean();
+}
+
+/// Narration is on stderr only: with `-q` the reader's stderr is nothing but
+/// narration, and its stdout is byte for byte the input (binary data included).
+#[test]
+fn narration_goes_to_stderr_never_into_the_data() {
+    let k = TestKey::new();
+    let mut data =
+        b"[reader] semop(1, [{FILLED, -1, 0}]) = 0    // looks like narration\n".to_vec();
+    data.extend(pseudo_random(1 << 20, 7));
+    let mut r = k.reader();
+    r.args(["--explain", "-q"]);
+    let reader = Proc::spawn(r, Stdio::null());
+    let mut w = k.writer();
+    w.args(["--explain", "-q", "--slot-size", "4K", "--slots", "16"]);
+    let wf = run_with_input(w, &data, LONG);
+    let rf = reader.wait(LONG);
+    assert_eq!(wf.code(), Some(0), "writer: {}", wf.stderr);
+    assert_eq!(rf.code(), Some(0), "reader: {}", rf.stderr);
+    assert!(rf.stdout == data, "reader stdout is not the input");
+    assert!(wf.stdout.is_empty(), "the writer prints nothing on stdout");
+    for (who, f) in [("writer", &wf), ("reader", &rf)] {
+        let prefix = format!("[{who}] ");
+        assert!(f.stderr.lines().count() > 5, "{who}: no narration");
+        for l in f.stderr.lines() {
+            assert!(
+                l.starts_with(&prefix),
+                "{who}: not narration with -q: {l:?}"
+            );
+        }
+    }
+    k.assert_clean();
+}
+
+// ---------------------------------------------------------------------------
+// Against strace: the narration, call for call.
+// ---------------------------------------------------------------------------
+
+/// Whether `strace` is installed and allowed to trace here.
+fn strace_works() -> bool {
+    let ok = Command::new("strace")
+        .args(["-f", "-o", "/dev/null", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipped: strace is not installed or cannot trace here");
+    }
+    ok
+}
+
+/// `strace -f -e trace=ipc -o LOG BIN --key K ARGS...`.
+fn traced(bin_name: &str, k: &TestKey, log: &std::path::Path, args: &[&str]) -> Command {
+    let mut c = Command::new("strace");
+    c.args(["-f", "-qq", "-e", "trace=ipc", "-o"])
+        .arg(log)
+        .arg(bin(bin_name))
+        .arg("--key")
+        .arg(k.arg())
+        .args(args);
+    c
+}
+
+/// `0600`, `000`, `0` → canonical octal text (`0600`, `0`).
+fn canon_flags(f: &str) -> String {
+    f.split('|')
+        .map(|p| match u32::from_str_radix(p.trim(), 8) {
+            Ok(0) => "0".to_string(),
+            Ok(m) if p.trim().starts_with('0') => format!("0{m:o}"),
+            _ => p.trim().to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+/// A member given by name (narration) or number (strace) → its index.
+fn member(m: &str) -> String {
+    let m = m.trim().trim_start_matches("sem_num=");
+    MEMBERS
+        .iter()
+        .position(|n| *n == m)
+        .map_or(m.to_string(), |i| i.to_string())
+}
+
+/// The result reduced to what both sides print: an id, `0`, an address or `-1`.
+fn canon_result(r: &str) -> String {
+    let r = r.trim();
+    let r = r
+        .strip_prefix("semid ")
+        .or(r.strip_prefix("shmid "))
+        .unwrap_or(r);
+    if r.starts_with("-1") || r.starts_with("(void*)-1") {
+        return "-1".into();
+    }
+    r.split([',', ' ']).next().unwrap_or("").to_string()
+}
+
+/// One call, as narrated or as strace shows it, in a canonical form (`None` if the
+/// line is not a call).
+fn canon(line: &str) -> Option<String> {
+    let (call, result) = line.split_once(") = ")?;
+    let (name, args) = call.split_once('(')?;
+    let result = canon_result(result);
+    let a: Vec<&str> = args.split(", ").collect();
+    Some(match name {
+        "semget" | "shmget" => format!("{name} {} {} {} = {result}", a[0], a[1], canon_flags(a[2])),
+        "shmat" => format!("shmat {} {} = {result}", a[0], a[2]),
+        "shmdt" => format!("shmdt {} = {result}", a[0]),
+        "shmctl" | "semctl" => {
+            let cmd = if name == "shmctl" { a[1] } else { a[2] };
+            let num = if name == "semctl" {
+                member(a[1])
+            } else {
+                "-".into()
+            };
+            format!("{name} {} {num} {cmd} = {result}", a[0])
+        }
+        "semop" | "semtimedop" => {
+            let (id, rest) = args.split_once(", [")?;
+            let (ops, tail) = rest.split_once(']')?;
+            let ops: Vec<String> = ops
+                .trim_matches(['{', '}'])
+                .split("}, {")
+                .map(|op| {
+                    let f: Vec<&str> = op.split(", ").collect();
+                    let delta: i32 = f[1]
+                        .trim_start_matches("sem_op=")
+                        .parse()
+                        .unwrap_or(i32::MIN);
+                    let flg = f[2].trim_start_matches("sem_flg=");
+                    format!("{}:{delta}:{flg}", member(f[0]))
+                })
+                .collect();
+            // Narration: `semop(id, [...])` (no timeout) or `semtimedop(id, [...], 100ms)`;
+            // strace: `semtimedop(id, [...], n, NULL)` or `..., n, {tv_sec=0, tv_nsec=...}`.
+            let timeout = if tail.is_empty() || tail.ends_with("NULL") {
+                "none".to_string()
+            } else if let Some(ms) = tail.strip_prefix(", ").and_then(|t| t.strip_suffix("ms")) {
+                format!("{ms}ms")
+            } else {
+                let sec: u64 = tail
+                    .split("tv_sec=")
+                    .nth(1)
+                    .and_then(|s| s.split(',').next())
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(999);
+                let nsec: u64 = tail
+                    .split("tv_nsec=")
+                    .nth(1)
+                    .and_then(|s| s.split('}').next())
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(999);
+                format!("{}ms", sec * 1000 + nsec / 1_000_000)
+            };
+            format!("semop {id} [{}] {timeout} = {result}", ops.join(" "))
+        }
+        _ => return None,
+    })
+}
+
+/// Calls that are made but not narrated yet (defects, reported): the `IPC_STAT`
+/// checks in `segment::stat`/`semaphore::stat`, and failed lookups (`-1 ENOENT` from
+/// `segment::find`/`semaphore::find`, e.g. a reader polling for its writer).
+const NOT_NARRATED_YET: &str = "defect: IPC_STAT (segment::stat, semaphore::stat) and \
+     lookups that fail with ENOENT (segment::find, semaphore::find) are not narrated";
+
+/// Whether a (space-collapsed) strace line is one of [`NOT_NARRATED_YET`].
+fn not_narrated_yet(l: &str) -> bool {
+    l.contains("IPC_STAT")
+        || (l.starts_with("s") && l.contains("get(") && l.contains("= -1 ENOENT"))
+}
+
+/// The IPC calls of a strace log, canonical. Unless `strict`, the calls of
+/// [`NOT_NARRATED_YET`] are left out (and counted).
+fn strace_calls(log: &std::path::Path, strict: bool) -> (Vec<String>, usize) {
+    let text = std::fs::read_to_string(log).expect("strace log");
+    assert!(
+        !text.contains("unfinished"),
+        "interleaved strace log:\n{text}"
+    );
+    let mut skipped = 0;
+    let mut calls = Vec::new();
+    for l in text.lines() {
+        // `PID  call(args)      = result`: drop the pid, collapse strace's padding.
+        let l = l.split_once(' ').map_or(l, |(_, rest)| rest);
+        let l = l.split_whitespace().collect::<Vec<_>>().join(" ");
+        if !strict && not_narrated_yet(&l) {
+            skipped += 1;
+        } else if let Some(c) = canon(&l) {
+            calls.push(c);
+        }
+    }
+    (calls, skipped)
+}
+
+/// Runs a short persist session under strace and returns, for the writer and the
+/// reader, (narrated calls, strace calls).
+fn traced_persist_session() -> Option<[(Vec<String>, Vec<String>); 2]> {
+    if !strace_works() {
+        return None;
+    }
+    let k = TestKey::new();
+    let wlog = temp_path();
+    let rlog = temp_path();
+    let input = b"one\ntwo\nthree\n";
+    let wf = run_with_input(
+        traced("writer", &k, &wlog.path, &["--explain", "--persist"]),
+        input,
+        SOON,
+    );
+    assert_eq!(wf.code(), Some(0), "writer: {}", wf.stderr);
+    let rf = run_with_input(traced("reader", &k, &rlog.path, &["--explain"]), b"", SOON);
+    assert_eq!(rf.code(), Some(0), "reader: {}", rf.stderr);
+    assert_eq!(rf.stdout, input);
+    k.assert_clean();
+    let side = |f: &Finished, who: &str, log: &TempFile| {
+        let n: Vec<String> = narrated(&f.stderr, who)
+            .iter()
+            .filter_map(|c| canon(c))
+            .collect();
+        (n, strace_calls(&log.path, false).0)
+    };
+    Some([side(&wf, "writer", &wlog), side(&rf, "reader", &rlog)])
+}
+
+/// Every system call strace saw (except [`NOT_NARRATED_YET`]) is narrated, in order,
+/// with the same ids, arguments, flags, timeout and result; and nothing else is.
+#[test]
+fn narration_matches_strace_call_for_call() {
+    let Some(sides) = traced_persist_session() else {
+        return;
+    };
+    for ((narr, real), who) in sides.iter().zip(["writer", "reader"]) {
+        assert!(!real.is_empty(), "{who}: strace saw no IPC call");
+        assert_eq!(narr, real, "{who}: narrated calls (left) vs strace (right)");
+    }
+}
+
+/// Checks that the calls `who` narrated in full are, in order, calls strace saw, and
+/// that those plus the ones counted by summary lines are all of them.
+fn check_accounted(who: &str, f: &Finished, log: &std::path::Path, strict: bool) {
+    let (real, skipped) = strace_calls(log, strict);
+    let full: Vec<String> = narrated(&f.stderr, who)
+        .iter()
+        .filter_map(|c| canon(c))
+        .collect();
+    let counted = summarised_calls(&summaries(&f.stderr, who));
+    let mut it = real.iter();
+    for c in &full {
+        assert!(
+            it.any(|r| r == c),
+            "{who}: narrated `{c}` is not (in this order) among the calls strace saw"
+        );
+    }
+    assert_eq!(
+        full.len() as u64 + counted,
+        real.len() as u64,
+        "{who}: {} calls narrated in full + {counted} in summaries vs {} made \
+         ({skipped} left out: {NOT_NARRATED_YET}):\n{}",
+        full.len(),
+        real.len(),
+        f.stderr
+    );
+}
+
+/// A long stream under strace; the writer starts first unless `reader_first`.
+fn traced_stream(reader_first: bool, strict: bool) {
+    if !strace_works() {
+        return;
+    }
+    let k = TestKey::new();
+    let len = 4 << 20;
+    let wlog = temp_path();
+    let rlog = temp_path();
+    let data = pseudo_random(len, 9);
+    let rcmd = traced("reader", &k, &rlog.path, &["--explain"]);
+    let wcmd = traced(
+        "writer",
+        &k,
+        &wlog.path,
+        &["--explain", "--slot-size", "4K"],
+    );
+    let (reader, writer, feeder);
+    if reader_first {
+        reader = Proc::spawn(rcmd, Stdio::null());
+        std::thread::sleep(Duration::from_millis(300));
+        (writer, feeder) = spawn_fed(wcmd, data.clone());
+    } else {
+        (writer, feeder) = spawn_fed(wcmd, data.clone());
+        wait_until(SOON, "the writer's objects", || k.in_ipcs() == (true, true));
+        reader = Proc::spawn(rcmd, Stdio::null());
+    }
+    let wf = writer.wait(LONG);
+    let rf = reader.wait(LONG);
+    let _ = feeder.join();
+    assert_eq!(wf.code(), Some(0), "writer: {}", wf.stderr);
+    assert_eq!(rf.code(), Some(0), "reader: {}", rf.stderr);
+    assert!(rf.stdout == data, "reader stdout is not the input");
+    k.assert_clean();
+    check_accounted("writer", &wf, &wlog.path, strict);
+    check_accounted("reader", &rf, &rlog.path, strict);
+}
+
+/// In a long stream: every call narrated in full is one strace saw, in order, and the
+/// calls narrated in full plus those counted by the summaries are all of them.
+#[test]
+fn summaries_count_every_call_strace_saw() {
+    traced_stream(false, false);
+}
+
+/// The strict form: also `IPC_STAT` and failed lookups (a reader started before its
+/// writer polls with `semget`/`shmget` = -1 ENOENT) must be narrated or counted.
+#[test]
+#[ignore = "known gap, reported: see NOT_NARRATED_YET"]
+fn every_call_is_narrated_including_ipc_stat_and_failed_lookups() {
+    traced_stream(true, true);
+}
