@@ -647,11 +647,7 @@ fn foreign_segment_is_refused_untouched() {
             snapshot(&seg) == before,
             "{name}: the foreign segment was modified"
         );
-        assert_eq!(
-            k.in_ipcs().1,
-            false,
-            "{name}: a semaphore set was left beside it"
-        );
+        assert!(!k.in_ipcs().1, "{name}: a semaphore set was left beside it");
     }
     drop(seg);
     k.force_remove();
@@ -711,7 +707,7 @@ fn foreign_semaphore_set_is_refused_untouched() {
         let mut v = [0u16; 3];
         shm_common::sys::sem::get_all(id, &mut v).expect("the foreign set was removed");
         assert_eq!(v, [7, 8, 9], "{name} changed the foreign set");
-        assert_eq!(k.in_ipcs().0, false, "{name} left a segment beside it");
+        assert!(!k.in_ipcs().0, "{name} left a segment beside it");
     }
     k.force_remove();
     k.assert_clean();

@@ -153,11 +153,11 @@ fn binary_data_with_nul_bytes_is_exact() {
     for i in 0..20_000u32 {
         data.push((i % 256) as u8);
     }
-    data.extend(std::iter::repeat(0u8).take(70_000));
+    data.extend(std::iter::repeat_n(0u8, 70_000));
     data.extend_from_slice(b"\r\n\0\r\0\n\xff\xfe");
-    data.extend(std::iter::repeat(0xffu8).take(5_000));
+    data.extend(std::iter::repeat_n(0xffu8, 5_000));
     data.extend(pseudo_random(100_000, 3));
-    data.extend(std::iter::repeat(0u8).take(4097));
+    data.extend(std::iter::repeat_n(0u8, 4097));
     let mut w = k.writer();
     w.args(["--slots", "8", "--slot-size", "4K"]);
     let reader = Proc::spawn(k.reader(), Stdio::null());

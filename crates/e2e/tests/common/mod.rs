@@ -292,6 +292,8 @@ impl Drop for TempFile {
 
 /// Exit codes, as documented (mirrors shm_common::exit).
 pub mod code {
+    // Not every test file uses every code; the module is shared.
+    #[allow(unused_imports)]
     pub use shm_common::exit::*;
 }
 
@@ -872,9 +874,12 @@ fn check_survivor(f: &Finished, data: &[u8], is_reader: bool, ctx: &str) {
         f.stderr
     );
     if is_reader {
-        if first_mismatch(&f.stdout, data).is_some() {
-            panic!("TORN: {ctx}: reader delivered {} bytes that are not a prefix of the {} sent (first difference at {:?})",
-                f.stdout.len(), data.len(), first_mismatch(&f.stdout, data));
+        if let Some(at) = first_mismatch(&f.stdout, data) {
+            panic!(
+                "TORN: {ctx}: reader delivered {} bytes that are not a prefix of the {} sent (first difference at {at:?})",
+                f.stdout.len(),
+                data.len()
+            );
         }
     }
     match f.code() {
