@@ -109,6 +109,32 @@ fn writer_first_then_reader_delivers() {
 // Interactive use: each line shows up at once, before the writer's input ends
 // ----------------------------------------------------------------------------------
 
+/// Regression: with small slots the writer reads in small chunks; a burst of input
+/// larger than one read must all be sent while stdin stays open (it once sat in
+/// Stdin's internal buffer, invisible to the writer's poll(2), until end of input).
+#[test]
+fn a_burst_of_input_is_sent_without_waiting_for_end_of_input() {
+    let k = TestKey::new();
+    let mut cmd = k.writer();
+    cmd.args(["--slots", "64", "--slot-size", "128"]);
+    let mut writer = Live::spawn(cmd, Stdio::piped());
+    let mut reader = Live::spawn(k.reader(), Stdio::null());
+    let burst = pseudo_random(15_387, 7);
+    writer.send(&burst);
+    let want = burst.clone();
+    reader.wait_stdout(SOON, "the whole burst, stdin still open", |out| {
+        out == want.as_slice()
+    });
+    assert!(
+        writer.running(),
+        "the writer is still running: its input is open"
+    );
+    writer.close_stdin();
+    assert_ok(&writer.wait(TIMEOUT), "writer");
+    assert_ok(&reader.wait(TIMEOUT), "reader");
+    k.assert_clean();
+}
+
 #[test]
 fn interactive_lines_arrive_before_end_of_input() {
     let k = TestKey::new();

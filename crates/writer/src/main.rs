@@ -4,6 +4,7 @@
 
 use clap::Parser;
 use shm_common::{cli, layout, stream, Geometry, IpcKey};
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 /// Send FILE (or standard input) byte for byte through a System V shared-memory
@@ -84,7 +85,18 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
                 source: e,
             })?,
         ),
-        None => Box::new(std::io::stdin().lock()),
+        // Standard input unbuffered, as a plain File on fd 0: the writer waits for input
+        // with poll(2) on the descriptor, which cannot see bytes already sitting in
+        // Stdin's internal buffer.
+        None => Box::new(std::fs::File::from(
+            std::io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| shm_common::Error::Io {
+                    what: "duplicating standard input".into(),
+                    source: e,
+                })?,
+        )),
     };
     // Percent and ETA need a total: known for a regular file argument only.
     let total = args
