@@ -566,39 +566,24 @@ fn canon(line: &str) -> Option<String> {
     })
 }
 
-/// Calls that are made but not narrated yet (defects, reported): the `IPC_STAT`
-/// checks in `segment::stat`/`semaphore::stat`, and failed lookups (`-1 ENOENT` from
-/// `segment::find`/`semaphore::find`, e.g. a reader polling for its writer).
-const NOT_NARRATED_YET: &str = "defect: IPC_STAT (segment::stat, semaphore::stat) and \
-     lookups that fail with ENOENT (segment::find, semaphore::find) are not narrated";
-
-/// Whether a (space-collapsed) strace line is one of [`NOT_NARRATED_YET`].
-fn not_narrated_yet(l: &str) -> bool {
-    l.contains("IPC_STAT")
-        || (l.starts_with("s") && l.contains("get(") && l.contains("= -1 ENOENT"))
-}
-
-/// The IPC calls of a strace log, canonical. Unless `strict`, the calls of
-/// [`NOT_NARRATED_YET`] are left out (and counted).
-fn strace_calls(log: &std::path::Path, strict: bool) -> (Vec<String>, usize) {
+/// The IPC calls of a strace log, canonical: every one of them, `IPC_STAT` and
+/// failed lookups included.
+fn strace_calls(log: &std::path::Path) -> Vec<String> {
     let text = std::fs::read_to_string(log).expect("strace log");
     assert!(
         !text.contains("unfinished"),
         "interleaved strace log:\n{text}"
     );
-    let mut skipped = 0;
     let mut calls = Vec::new();
     for l in text.lines() {
         // `PID  call(args)      = result`: drop the pid, collapse strace's padding.
         let l = l.split_once(' ').map_or(l, |(_, rest)| rest);
         let l = l.split_whitespace().collect::<Vec<_>>().join(" ");
-        if !strict && not_narrated_yet(&l) {
-            skipped += 1;
-        } else if let Some(c) = canon(&l) {
+        if let Some(c) = canon(&l) {
             calls.push(c);
         }
     }
-    (calls, skipped)
+    calls
 }
 
 /// Runs a short persist session under strace and returns, for the writer and the
@@ -626,12 +611,12 @@ fn traced_persist_session() -> Option<[(Vec<String>, Vec<String>); 2]> {
             .iter()
             .filter_map(|c| canon(c))
             .collect();
-        (n, strace_calls(&log.path, false).0)
+        (n, strace_calls(&log.path))
     };
     Some([side(&wf, "writer", &wlog), side(&rf, "reader", &rlog)])
 }
 
-/// Every system call strace saw (except [`NOT_NARRATED_YET`]) is narrated, in order,
+/// Every System V call strace saw is narrated, in order,
 /// with the same ids, arguments, flags, timeout and result; and nothing else is.
 #[test]
 fn narration_matches_strace_call_for_call() {
@@ -646,8 +631,8 @@ fn narration_matches_strace_call_for_call() {
 
 /// Checks that the calls `who` narrated in full are, in order, calls strace saw, and
 /// that those plus the ones counted by summary lines are all of them.
-fn check_accounted(who: &str, f: &Finished, log: &std::path::Path, strict: bool) {
-    let (real, skipped) = strace_calls(log, strict);
+fn check_accounted(who: &str, f: &Finished, log: &std::path::Path) {
+    let real = strace_calls(log);
     let full: Vec<String> = narrated(&f.stderr, who)
         .iter()
         .filter_map(|c| canon(c))
@@ -663,8 +648,7 @@ fn check_accounted(who: &str, f: &Finished, log: &std::path::Path, strict: bool)
     assert_eq!(
         full.len() as u64 + counted,
         real.len() as u64,
-        "{who}: {} calls narrated in full + {counted} in summaries vs {} made \
-         ({skipped} left out: {NOT_NARRATED_YET}):\n{}",
+        "{who}: {} calls narrated in full + {counted} in summaries vs {} made:\n{}",
         full.len(),
         real.len(),
         f.stderr
@@ -672,7 +656,7 @@ fn check_accounted(who: &str, f: &Finished, log: &std::path::Path, strict: bool)
 }
 
 /// A long stream under strace; the writer starts first unless `reader_first`.
-fn traced_stream(reader_first: bool, strict: bool) {
+fn traced_stream(reader_first: bool) {
     if !strace_works() {
         return;
     }
@@ -705,21 +689,20 @@ fn traced_stream(reader_first: bool, strict: bool) {
     assert_eq!(rf.code(), Some(0), "reader: {}", rf.stderr);
     assert!(rf.stdout == data, "reader stdout is not the input");
     k.assert_clean();
-    check_accounted("writer", &wf, &wlog.path, strict);
-    check_accounted("reader", &rf, &rlog.path, strict);
+    check_accounted("writer", &wf, &wlog.path);
+    check_accounted("reader", &rf, &rlog.path);
 }
 
 /// In a long stream: every call narrated in full is one strace saw, in order, and the
 /// calls narrated in full plus those counted by the summaries are all of them.
 #[test]
 fn summaries_count_every_call_strace_saw() {
-    traced_stream(false, false);
+    traced_stream(false);
 }
 
-/// The strict form: also `IPC_STAT` and failed lookups (a reader started before its
-/// writer polls with `semget`/`shmget` = -1 ENOENT) must be narrated or counted.
+/// The same with the reader started first, so that its failed lookups (`semget` /
+/// `shmget` = -1 ENOENT while it polls for its writer) are narrated or counted too.
 #[test]
-#[ignore = "known gap, reported: see NOT_NARRATED_YET"]
-fn every_call_is_narrated_including_ipc_stat_and_failed_lookups() {
-    traced_stream(true, true);
+fn every_call_is_narrated_including_failed_lookups() {
+    traced_stream(true);
 }

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 /// Receive the stream a `writer` sends through a System V shared-memory segment and
 /// write it to standard output; waits for the writer if it has not started yet.
 #[derive(Parser, Debug)]
-#[command(version, after_help = cli::EXIT_CODES_HELP)]
+#[command(version, after_help = cli::READER_EXIT_CODES_HELP)]
 struct Args {
     /// IPC key: 0x1234abcd, decimal, or path:FILE (ftok). Default: ftok($HOME, 'S').
     #[arg(long, value_parser = IpcKey::parse)]
@@ -20,14 +20,15 @@ struct Args {
     /// Most frames taken per semop.
     #[arg(long, default_value_t = shm_common::ring::DEFAULT_MAX_BATCH, value_parser = cli::parse_batch)]
     batch: u32,
-    /// Spin up to MICROS microseconds watching for data before sleeping in semop
-    /// (lower latency, more CPU; default 0: sleep at once).
+    /// Spin up to MICROS microseconds watching for data before sleeping in semop:
+    /// lower latency when writer and reader run on different CPUs, more CPU, and
+    /// worse when they share one; 0 sleeps at once.
     #[arg(long, value_name = "MICROS", default_value_t = 0)]
     spin: u64,
     /// Narrate every System V call on stderr, as C.
     #[arg(long)]
     explain: bool,
-    /// No notes and no summary on stderr (errors are still printed).
+    /// No notes, summary or progress bar on stderr (errors, and --explain, still print).
     #[arg(short, long)]
     quiet: bool,
 }

@@ -76,6 +76,20 @@ Exit codes:
   7    a kernel limit was reached (shmmax, shmmni, semmni...)
   130  interrupted by SIGINT/SIGTERM/SIGHUP (after cleaning up)";
 
+/// The exit-code table for the reader's `--help`.
+pub const READER_EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    success: the whole stream was received
+  1    other operating-system or I/O error (e.g. writing the output)
+  2    bad command line (invalid key or count)
+  3    conflict: something at the key we must not use (not ours, or a byte-stream
+       session that already has its reader)
+  4    the writer died, the stream was cut short, or the objects were removed
+  5    permission denied by the kernel
+  6    corrupt data in the segment (bad header or checksum)
+  7    a kernel limit was reached
+  130  interrupted by SIGINT/SIGTERM/SIGHUP (after cleaning up)";
+
 /// Prints the outcome the way both binaries do and returns the exit code:
 /// the summary line (unless `quiet`), or `NAME: error: ...` plus `hint: ...`.
 pub fn finish(name: &str, result: Result<Summary>, quiet: bool) -> u8 {

@@ -739,13 +739,14 @@ impl<'a> Consumer<'a> {
             mutex: sem::READ_MUTEX,
         }
         .ops();
-        s.semaphores().apply(
-            &ops,
-            None,
-            false,
-            "free the slots: TAIL moves, FREE grows, read mutex released",
-            true,
-        )?;
+        let why = if consumed == 0 {
+            "put the FINAL frame back for the other readers and release the read mutex"
+        } else if consumed < taken {
+            "free the slots before FINAL (TAIL moves, FREE grows), put FINAL back, release the mutex"
+        } else {
+            "free the slots: TAIL moves, FREE grows, read mutex released"
+        };
+        s.semaphores().apply(&ops, None, false, why, true)?;
         if !s.shared() {
             self.cached_tail = Some(new_tail);
         }

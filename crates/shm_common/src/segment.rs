@@ -54,14 +54,44 @@ pub fn find(key: IpcKey) -> Result<Option<i32>> {
             }
             Ok(Some(id))
         }
-        Err(e) if e.errno() == libc::ENOENT => Ok(None),
+        Err(e) if e.errno() == libc::ENOENT => {
+            if trace::enabled() {
+                // Hot: a reader started first repeats this until its writer comes.
+                trace::call(
+                    true,
+                    &format!("shmget({key}, 0, 0)"),
+                    "-1 (ENOENT)",
+                    "no segment at our key (yet)",
+                );
+            }
+            Ok(None)
+        }
         Err(e) => Err(Error::sys(key, e)),
     }
 }
 
 /// `shmctl(IPC_STAT)` on a segment id.
 pub fn stat(key: IpcKey, shmid: i32) -> Result<SegmentStat> {
-    let ds = shm::stat(shmid).map_err(|e| Error::sys(key, e))?;
+    let result = shm::stat(shmid);
+    if trace::enabled() {
+        let r = match &result {
+            Ok(ds) => format!(
+                "0 (size {}, uid {}, mode 0{:o}, nattch {})",
+                ds.shm_segsz,
+                ds.shm_perm.uid,
+                ds.shm_perm.mode & 0o777,
+                ds.shm_nattch
+            ),
+            Err(e) => format!("-1 ({})", e.source),
+        };
+        trace::call(
+            false,
+            &format!("shmctl({shmid}, IPC_STAT, &buf)"),
+            &r,
+            "read the kernel's record of the segment: size, owner, mode, attach count",
+        );
+    }
+    let ds = result.map_err(|e| Error::sys(key, e))?;
     Ok(SegmentStat {
         size: ds.shm_segsz as u64,
         uid: ds.shm_perm.uid,

@@ -82,14 +82,46 @@ pub fn find(key: IpcKey) -> Result<Option<i32>> {
             }
             Ok(Some(id))
         }
-        Err(e) if e.errno() == libc::ENOENT => Ok(None),
+        Err(e) if e.errno() == libc::ENOENT => {
+            if trace::enabled() {
+                // Hot: a reader started first repeats this until its writer comes.
+                trace::call(
+                    true,
+                    &format!("semget({key}, 0, 0)"),
+                    "-1 (ENOENT)",
+                    "no semaphore set at our key (yet)",
+                );
+            }
+            Ok(None)
+        }
         Err(e) => Err(Error::sys(key, e)),
     }
 }
 
 /// `semctl(IPC_STAT)` on a set id.
 pub fn stat(key: IpcKey, semid: i32) -> Result<SetStat> {
-    let ds = sem::stat(semid).map_err(|e| Error::sys(key, e))?;
+    let result = sem::stat(semid);
+    if trace::enabled() {
+        let r = match &result {
+            Ok(ds) => format!(
+                "0 (nsems {}, uid {}, mode 0{:o}, otime {})",
+                ds.sem_nsems,
+                ds.sem_perm.uid,
+                ds.sem_perm.mode & 0o777,
+                ds.sem_otime
+            ),
+            Err(e) => format!("-1 ({})", e.source),
+        };
+        let why =
+            "read the set's record: member count, owner, and sem_otime (0 = not initialised yet)";
+        trace::call(
+            false,
+            &format!("semctl({semid}, 0, IPC_STAT, &buf)"),
+            &r,
+            why,
+        );
+    }
+    let ds = result.map_err(|e| Error::sys(key, e))?;
     Ok(SetStat {
         uid: ds.sem_perm.uid,
         mode: u32::from(ds.sem_perm.mode) & 0o777,

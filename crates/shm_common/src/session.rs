@@ -182,14 +182,17 @@ fn ipcrm_hint(shmid: Option<i32>, semid: Option<i32>) -> Option<String> {
 /// geometry. Every field is read once and checked before use.
 pub fn validate_header(seg: &Segment) -> Result<Geometry> {
     let key = seg.key();
-    let owner = seg.stat().map_or_else(
-        |_| "unknown owner".to_string(),
-        |st| format!("owner uid {}", st.uid),
-    );
-    let foreign = |detail: String| Error::Conflict {
-        key,
-        detail: format!("{detail} ({owner})"),
-        remove_hint: ipcrm_hint(Some(seg.id()), None),
+    // The owner is looked up only when there is something to refuse.
+    let foreign = |detail: String| {
+        let owner = seg.stat().map_or_else(
+            |_| "owner unknown".to_string(),
+            |st| format!("owner uid {}", st.uid),
+        );
+        Error::Conflict {
+            key,
+            detail: format!("{detail} ({owner})"),
+            remove_hint: ipcrm_hint(Some(seg.id()), None),
+        }
     };
     if seg.len() < layout::HEADER_SIZE {
         return Err(foreign(format!(

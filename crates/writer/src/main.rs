@@ -9,6 +9,11 @@ use std::process::ExitCode;
 
 /// Send FILE (or standard input) byte for byte through a System V shared-memory
 /// segment to `reader`, synchronised by System V semaphores.
+///
+/// Either side may start first. Without --persist the writer, once done, waits until
+/// a reader has joined; the last process to leave removes the segment and the
+/// semaphore set. With --lines each line is a message and several writers may share
+/// the key.
 #[derive(Parser, Debug)]
 #[command(version, after_help = cli::EXIT_CODES_HELP)]
 struct Args {
@@ -20,7 +25,8 @@ struct Args {
     /// Number of slots in the ring (1..=32767), if this writer creates it.
     #[arg(long, default_value_t = layout::DEFAULT_SLOTS, value_parser = cli::parse_count)]
     slots: u32,
-    /// Bytes per slot including the 32-byte frame header: a multiple of 64 (K/M suffixes).
+    /// Bytes per slot including the 32-byte frame header, if this writer creates the
+    /// ring: a multiple of 64 (K/M suffixes).
     #[arg(long, default_value = "64K", value_parser = cli::parse_size)]
     slot_size: u32,
     /// Most frames taken or published per semop.
@@ -32,16 +38,19 @@ struct Args {
     /// Finish without waiting for a reader: the objects keep the stream until one comes.
     #[arg(long)]
     persist: bool,
-    /// Send each input line as its own message, and share the key with other --lines writers.
+    /// Send each input line as its own message, and share the key with other --lines
+    /// writers. A line longer than a slot's payload (slot size - 32) is split across
+    /// messages.
     #[arg(long)]
     lines: bool,
     /// Narrate every System V call on stderr, as C.
     #[arg(long)]
     explain: bool,
-    /// Remove our segment and semaphore set at the key (if unused) instead of sending.
+    /// Remove our segment and semaphore set at the key instead of sending: only objects
+    /// that carry our magic, and only if unused (exit 3 otherwise).
     #[arg(long, conflicts_with_all = ["file", "persist", "lines"])]
     remove: bool,
-    /// No notes and no summary on stderr (errors are still printed).
+    /// No notes, summary or progress bar on stderr (errors, and --explain, still print).
     #[arg(short, long)]
     quiet: bool,
 }
