@@ -78,15 +78,28 @@ impl std::fmt::Display for FrameError {
 impl FrameHeader {
     /// Encodes the header with its checksum over `payload`.
     pub fn encode(&self, payload: &[u8]) -> [u8; FRAME_HEADER_SIZE] {
+        let (mut b, crc) = self.unsealed();
+        FrameHeader::seal(&mut b, crc32c::crc32c_append(crc, payload));
+        b
+    }
+
+    /// The header bytes without their checksum, and the checksum of those bytes so
+    /// far: continue it over the payload (`crc32c_append`), then [`FrameHeader::seal`].
+    /// For payloads that are not in one of our own buffers (read straight into a slot).
+    pub fn unsealed(&self) -> ([u8; FRAME_HEADER_SIZE], u32) {
         let mut b = [0u8; FRAME_HEADER_SIZE];
         b[0..4].copy_from_slice(&self.len.to_le_bytes());
         b[4..8].copy_from_slice(&(self.kind as u32).to_le_bytes());
         b[8..16].copy_from_slice(&self.seq.to_le_bytes());
         b[16..24].copy_from_slice(&self.offset.to_le_bytes());
         b[24..28].copy_from_slice(&self.writer.to_le_bytes());
-        let crc = checksum(&b, payload);
+        let crc = crc32c::crc32c(&b[0..28]);
+        (b, crc)
+    }
+
+    /// Stores the finished checksum into header bytes from [`FrameHeader::unsealed`].
+    pub fn seal(b: &mut [u8; FRAME_HEADER_SIZE], crc: u32) {
         b[28..32].copy_from_slice(&crc.to_le_bytes());
-        b
     }
 
     /// Decodes the fixed fields of a header read from shared memory, checking the

@@ -176,6 +176,64 @@ impl<'a> Producer<'a> {
         self.send(&chunks)
     }
 
+    /// Fills up to `want` slots straight from `fd` with one `read(2)` each, so the
+    /// input is copied once (by the kernel, into the segment) instead of through a
+    /// buffer of ours, then publishes them. Returns the bytes sent; 0 means end of
+    /// input. The write mutex is held across the reads, so use it only where a read
+    /// cannot block for long (a regular file), never for a pipe or a terminal.
+    pub fn send_from_fd(&mut self, fd: std::os::fd::BorrowedFd<'_>, want: u32) -> Result<u64> {
+        use std::os::fd::AsRawFd;
+        let (head, k) = self.acquire(want.max(1))?;
+        let g = self.s.geometry();
+        let cap = g.payload_capacity();
+        let seg = self.s.segment();
+        let (mut used, mut bytes) = (0u32, 0u64);
+        let mut failure = None;
+        while used < k {
+            let at = g.slot_offset((head + used) % g.slots);
+            let n = match seg.read_from_fd(at + FRAME_HEADER_SIZE, cap, fd.as_raw_fd()) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    failure = Some(Error::Io {
+                        what: "reading the input".into(),
+                        source: e,
+                    });
+                    break;
+                }
+            };
+            let h = FrameHeader {
+                len: n as u32,
+                kind: Kind::Data,
+                seq: self.seq + u64::from(used),
+                writer: self.s.id(),
+                offset: self.bytes + bytes,
+            };
+            let (mut hb, crc) = h.unsealed();
+            match seg.crc32c_append(at + FRAME_HEADER_SIZE, n, crc) {
+                Ok(crc) => FrameHeader::seal(&mut hb, crc),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+            seg.write_bytes(at, &hb)?;
+            used += 1;
+            bytes += n as u64;
+            if n < cap {
+                // A short read: the file ended (or will say so on the next read).
+                break;
+            }
+        }
+        self.publish_some(head, k, used, used, bytes, None)?;
+        self.seq += u64::from(used);
+        self.bytes += bytes;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(bytes),
+        }
+    }
+
     /// Publishes this writer's END frame, or the FINAL frame if it is the last live
     /// writer (then the session's state becomes Ended). Returns whether it was FINAL.
     pub fn finish(&mut self) -> Result<bool> {
@@ -301,8 +359,24 @@ impl<'a> Producer<'a> {
         bytes: u64,
         state: Option<State>,
     ) -> Result<()> {
+        self.publish_some(head, k, k, data, bytes, state)
+    }
+
+    /// Publishes the first `used` of the `taken` slots from `head` and gives the rest
+    /// back (`used < taken` when the input ended inside a batch), releasing the write
+    /// mutex, in one atomic `semop`.
+    fn publish_some(
+        &mut self,
+        head: u32,
+        taken: u32,
+        used: u32,
+        data: u32,
+        bytes: u64,
+        state: Option<State>,
+    ) -> Result<()> {
         let s = self.s;
         let slots = s.geometry().slots;
+        let k = used;
         let new_head = (head + k) % slots;
         s.counter64(off::FRAMES_PUBLISHED)?
             .fetch_add(u64::from(data), Ordering::Relaxed);
@@ -317,7 +391,7 @@ impl<'a> Producer<'a> {
         // the frames visible; the mutex is released. All or nothing.
         let ops = Release {
             counter: sem::FREE,
-            taken: k,
+            taken,
             consumed: k,
             index: sem::HEAD,
             index_delta: new_head as i32 - head as i32,

@@ -431,6 +431,26 @@ impl Segment {
         Ok(u64::from_le_bytes(b))
     }
 
+    /// Continues the CRC-32C `crc` over `len` bytes at `offset`, reading them through
+    /// a small private buffer (copy first, then checksum the copy: the shared bytes are
+    /// never borrowed as a slice). Used by the writer on a slot it has just filled with
+    /// `read(2)`, while the bytes are still in the cache.
+    pub fn crc32c_append(&self, offset: usize, len: usize, mut crc: u32) -> Result<u32> {
+        let mut chunk = [0u8; 4096];
+        let end = offset.checked_add(len).ok_or_else(|| Error::Corrupt {
+            key: self.key,
+            detail: "span overflows".into(),
+        })?;
+        let mut at = offset;
+        while at < end {
+            let n = (end - at).min(chunk.len());
+            self.read_bytes(at, &mut chunk[..n])?;
+            crc = crc32c::crc32c_append(crc, &chunk[..n]);
+            at += n;
+        }
+        Ok(crc)
+    }
+
     /// Fills `len` bytes at `offset` from a file descriptor with one `read(2)`,
     /// straight into the segment (no intermediate buffer). Returns the byte count.
     pub fn read_from_fd(&self, offset: usize, len: usize, fd: i32) -> std::io::Result<usize> {

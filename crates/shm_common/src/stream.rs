@@ -195,6 +195,10 @@ fn pump_input(
 ) -> Result<(u64, u64)> {
     let notes: Notes<'_> = note;
     let mut producer = Producer::new(session, cfg.max_batch, notes);
+    if !cfg.lines && is_regular_file(input) {
+        send_file(&mut producer, input, cfg, progress)?;
+        return finish_stream(session, cfg, producer, note);
+    }
     let cap = producer.capacity();
     // One read fills up to a batch of slots; more gains nothing, less costs syscalls.
     let chunk = (cap * cfg.max_batch as usize).min(256 << 10).max(cap);
@@ -253,6 +257,46 @@ fn pump_input(
         buf.copy_within(complete..filled, 0);
         carry = filled - complete;
     }
+    finish_stream(session, cfg, producer, note)
+}
+
+/// Whether the input is a regular file, whose reads never block for long: only then
+/// may the writer read straight into slots while holding the write mutex.
+fn is_regular_file(input: &dyn Input) -> bool {
+    nix::sys::stat::fstat(input.as_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
+}
+
+/// A regular file in byte-stream mode: each slot is filled by one `read(2)` straight
+/// from the file, a batch of slots per `semop` (capped at 512 KiB, like the reader's).
+fn send_file(
+    producer: &mut Producer<'_>,
+    input: &dyn Input,
+    cfg: &WriterConfig,
+    progress: &dyn Fn(u64),
+) -> Result<()> {
+    let slot = producer.capacity() + crate::frame::FRAME_HEADER_SIZE;
+    let want = (crate::ring::MAX_BATCH_BYTES / slot).clamp(1, cfg.max_batch as usize) as u32;
+    loop {
+        if crate::cancel::requested() {
+            return Err(Error::Interrupted {
+                detail: format!("after sending {} bytes", producer.totals().1),
+            });
+        }
+        if producer.send_from_fd(input.as_fd(), want)? == 0 {
+            return Ok(());
+        }
+        progress(producer.totals().1);
+    }
+}
+
+/// After the last data frame: END or FINAL, then (without --persist) wait until a
+/// reader has joined. Returns (frames, bytes) sent.
+fn finish_stream(
+    session: &Session,
+    cfg: &WriterConfig,
+    mut producer: Producer<'_>,
+    note: &(dyn Fn(String) + Sync),
+) -> Result<(u64, u64)> {
     producer.finish()?;
     // Without --persist, a writer that finishes before any reader came waits for one,
     // so that `writer` + `reader` in either order always delivers.
