@@ -464,18 +464,23 @@ fn warmup(iters: u32) -> u32 {
 }
 
 /// Ping over two rings: writer at `key` (ping direction), reader at `key2`.
-fn ring_ping(a: &ChildArgs) -> Res<()> {
-    let out_opts = ring_options(a, need(&a.key, "key")?, Role::Writer)?;
-    let mut out = Session::open(&out_opts, &note)?;
-    let mut in_opts = ring_options(a, need(&a.key2, "key2")?, Role::Reader)?;
+/// The two sessions of one ping-pong side: we write at `out_key`, read at `in_key`.
+/// If the second cannot be opened, the first is left again before the error returns.
+fn ring_pair(a: &ChildArgs, out_key: IpcKey, in_key: IpcKey) -> Res<(Session, Session)> {
+    let mut out = Session::open(&ring_options(a, out_key, Role::Writer)?, &note)?;
+    let mut in_opts = ring_options(a, in_key, Role::Reader)?;
     in_opts.geometry = Geometry {
         slots: 1,
         slot_size: 64,
     };
-    let mut inp = match Session::open(&in_opts, &note) {
-        Ok(s) => s,
-        Err(e) => return leave(&mut out, Err(e.into())),
-    };
+    match Session::open(&in_opts, &note) {
+        Ok(inp) => Ok((out, inp)),
+        Err(e) => leave(&mut out, Err(e.into())),
+    }
+}
+
+fn ring_ping(a: &ChildArgs) -> Res<()> {
+    let (mut out, mut inp) = ring_pair(a, need(&a.key, "key")?, need(&a.key2, "key2")?)?;
     let msg = payload(a.size);
     let result = measured(|_| {
         let notes: &(dyn Fn(String) + Sync) = &note;
@@ -510,17 +515,7 @@ fn ring_ping(a: &ChildArgs) -> Res<()> {
 
 /// Pong over two rings: writer at `key2`, reader at `key`; echoes until FINAL.
 fn ring_pong(a: &ChildArgs) -> Res<()> {
-    let out_opts = ring_options(a, need(&a.key2, "key2")?, Role::Writer)?;
-    let mut out = Session::open(&out_opts, &note)?;
-    let mut in_opts = ring_options(a, need(&a.key, "key")?, Role::Reader)?;
-    in_opts.geometry = Geometry {
-        slots: 1,
-        slot_size: 64,
-    };
-    let mut inp = match Session::open(&in_opts, &note) {
-        Ok(s) => s,
-        Err(e) => return leave(&mut out, Err(e.into())),
-    };
+    let (mut out, mut inp) = ring_pair(a, need(&a.key2, "key2")?, need(&a.key, "key")?)?;
     let result = measured(|_| {
         let notes: &(dyn Fn(String) + Sync) = &note;
         let mut p = Producer::new(&out, 1, notes);

@@ -195,39 +195,7 @@ impl Segment {
 
     /// Attaches the existing segment `id` for reading and writing.
     pub fn attach(key: IpcKey, id: i32) -> Result<Segment> {
-        let st = stat(key, id)?;
-        let len = usize::try_from(st.size).map_err(|_| Error::Corrupt {
-            key,
-            detail: "segment size does not fit in memory".into(),
-        })?;
-        let result = shm::shmat(id, false);
-        if trace::enabled() {
-            let r = match &result {
-                Ok(p) => format!("{:p}", *p),
-                Err(e) => format!("(void*)-1 ({})", e.source),
-            };
-            trace::call(
-                false,
-                &format!("shmat({id}, NULL, 0)"),
-                &r,
-                "map the segment into our address space",
-            );
-        }
-        let base = result.map_err(|e| match e.errno() {
-            libc::EACCES => Error::Permission {
-                call: "shmat",
-                key,
-                owner: i64::from(st.uid),
-            },
-            _ => Error::sys(key, e),
-        })?;
-        Ok(Segment {
-            key,
-            id,
-            base,
-            len,
-            read_only: false,
-        })
+        Segment::attach_with(key, id, false)
     }
 
     /// Attaches the existing segment `id` for reading only (`shmat(id, NULL,
@@ -236,23 +204,28 @@ impl Segment {
     /// [`Segment::write_bytes`] and [`Segment::read_from_fd`] refuse on such a segment;
     /// use only loads on the atomics it hands out (a store would fault).
     pub fn attach_read_only(key: IpcKey, id: i32) -> Result<Segment> {
+        Segment::attach_with(key, id, true)
+    }
+
+    fn attach_with(key: IpcKey, id: i32, read_only: bool) -> Result<Segment> {
+        // The mapping's length is the segment's size, from the kernel's own record.
         let st = stat(key, id)?;
         let len = usize::try_from(st.size).map_err(|_| Error::Corrupt {
             key,
             detail: "segment size does not fit in memory".into(),
         })?;
-        let result = shm::shmat(id, true);
+        let result = shm::shmat(id, read_only);
         if trace::enabled() {
             let r = match &result {
                 Ok(p) => format!("{:p}", *p),
                 Err(e) => format!("(void*)-1 ({})", e.source),
             };
-            trace::call(
-                false,
-                &format!("shmat({id}, NULL, SHM_RDONLY)"),
-                &r,
-                "map the segment read-only: look, never touch",
-            );
+            let (flags, why) = if read_only {
+                ("SHM_RDONLY", "map the segment read-only: look, never touch")
+            } else {
+                ("0", "map the segment into our address space")
+            };
+            trace::call(false, &format!("shmat({id}, NULL, {flags})"), &r, why);
         }
         let base = result.map_err(|e| match e.errno() {
             libc::EACCES => Error::Permission {
@@ -267,7 +240,7 @@ impl Segment {
             id,
             base,
             len,
-            read_only: true,
+            read_only,
         })
     }
 
