@@ -275,7 +275,9 @@ impl<'a> Producer<'a> {
         let sems = s.semaphores();
         let slots = s.geometry().slots;
         let mut k = want;
-        // Fast path: the ring usually has room; one semop, no sleeping.
+        // Fast path: the ring usually has room; one semop, no sleeping. Every later
+        // attempt sleeps (with a timeout), so a busy mutex or a full ring never turns
+        // into a loop of failing non-blocking calls.
         let mut nowait = true;
         loop {
             let ops = [
@@ -297,6 +299,7 @@ impl<'a> Producer<'a> {
             }
             let snap = s.snapshot()?;
             if !nowait {
+                // A whole poll interval went by: are the readers still there?
                 self.check_readers(&snap, true)?;
             }
             let free = u32::from(snap.sems[usize::from(sem::FREE)]);
@@ -307,10 +310,7 @@ impl<'a> Producer<'a> {
             } else {
                 want.min((slots / 2).max(1))
             };
-            nowait = free > 0 && nowait;
-            if free == 0 {
-                nowait = false;
-            }
+            nowait = false;
         }
         s.pid_field(off::WRITE_MUTEX_HOLDER)?
             .store(s.pid(), Ordering::Relaxed);
