@@ -24,7 +24,7 @@ const SOON: Duration = Duration::from_secs(10);
 const LONG: Duration = Duration::from_secs(180);
 
 /// Member names of the semaphore set, in index order (PROTOCOL.md §3).
-const MEMBERS: [&str; 8] = [
+const MEMBERS: [&str; 9] = [
     "FREE",
     "FILLED",
     "WRITE_MUTEX",
@@ -33,6 +33,7 @@ const MEMBERS: [&str; 8] = [
     "TAIL",
     "WRITERS",
     "READERS",
+    "ENDED",
 ];
 
 /// The narrated calls of `who` ("writer"/"reader"): each `[who] CALL = RESULT // why`
@@ -108,7 +109,7 @@ fn mapping(pid: i32, k: &TestKey) -> Option<(String, i64)> {
 /// returned, and that every later call names those ids. Returns (semid, shmid).
 fn check_creation(calls: &[String], k: &TestKey, size: u64, mode: &str) -> (i64, i64) {
     let key = k.arg();
-    let sem_call = format!("semget({key}, 8, IPC_CREAT|IPC_EXCL|{mode})");
+    let sem_call = format!("semget({key}, 9, IPC_CREAT|IPC_EXCL|{mode})");
     let shm_call = format!("shmget({key}, {size}, IPC_CREAT|IPC_EXCL|{mode})");
     let semid = id_in(
         &result_of(calls, &sem_call).unwrap_or_else(|| panic!("no `{sem_call}` in {calls:#?}")),
@@ -189,7 +190,7 @@ fn persist_ids_and_flags_match_ipcs_and_the_reader_narrates_removal() {
     let sem = ipcs_row(&k, "-s").expect("ipcs -s lists the set");
     assert_eq!(sem[1], semid.to_string(), "ipcs -s semid: {sem:?}");
     assert_eq!(sem[3], "600", "ipcs -s perms: {sem:?}");
-    assert_eq!(sem[4], "8", "ipcs -s nsems: {sem:?}");
+    assert_eq!(sem[4], MEMBERS.len().to_string(), "ipcs -s nsems: {sem:?}");
     // The human note agrees with the narration.
     assert!(
         wf.stderr
@@ -202,7 +203,7 @@ fn persist_ids_and_flags_match_ipcs_and_the_reader_narrates_removal() {
         &wcalls,
         &format!(
             "semctl({semid}, 0, SETALL, [FREE=8, FILLED=0, WRITE_MUTEX=0, READ_MUTEX=0, \
-             HEAD=0, TAIL=0, WRITERS=0, READERS=0]) = 0"
+             HEAD=0, TAIL=0, WRITERS=0, READERS=0, ENDED=0]) = 0"
         ),
     )
     .expect("SETALL narrated");

@@ -491,7 +491,7 @@ fn in_private_ipc_ns(k: &TestKey, script: &str) -> Option<(String, String)> {
     ))
 }
 
-/// Sizes beyond SHMMAX, and a kernel whose SEMMSL is below our 8 members: a clear
+/// Sizes beyond SHMMAX, and a kernel whose SEMMSL is below our 9 members: a clear
 /// error naming the limit, nothing created (checked inside the namespace).
 #[test]
 fn beyond_shmmax_and_semmsl_are_refused_cleanly() {
@@ -838,7 +838,12 @@ fn reader_as_another_user_gets_permission_denied() {
 fn corrupt_header_is_refused_without_panic() {
     let data = pseudo_random(5000, 51);
     let cases: &[(&str, usize, u32, i32)] = &[
-        ("newer layout version", off::VERSION, 2, 3),
+        (
+            "newer layout version",
+            off::VERSION,
+            shm_common::layout::VERSION + 1,
+            3,
+        ),
         ("zero slot count", off::SLOT_COUNT, 0, 6),
         ("slot count beyond SEMVMX", off::SLOT_COUNT, 40_000, 6),
         (

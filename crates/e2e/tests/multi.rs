@@ -736,3 +736,56 @@ fn verifier_catches_broken_deliveries() {
         "a torn last line"
     );
 }
+
+/// Regression (found by the model check, model/README.md, "F2"): a writer killed
+/// after it sent its END, but before it left, must not make the next finishing writer
+/// think it is the last one still sending. Before the ENDED semaphore, writer B sent
+/// FINAL here while writer A was still sending, and A's later lines were never read.
+#[test]
+fn a_writer_killed_after_its_end_does_not_end_the_stream_early() {
+    let k = TestKey::new();
+    let mut writers = start_writers(&k, 3, &[], None);
+    for (w, id) in writers.iter_mut().zip(1u32..) {
+        w.send(format!("first line of writer {id}\n").as_bytes());
+    }
+    // C (writer 3) ends its input: it publishes END, then (no reader has joined yet,
+    // no --persist) waits for one. Kill it there: ended, but never left.
+    writers[2].close_stdin();
+    writers[2].wait_stderr(SOON, "waiting for a reader");
+    let st = writers[2].kill9(SOON);
+    assert!(st.code().is_none(), "killed by a signal");
+    // B ends while A is still sending: B must send END, not FINAL.
+    writers[1].close_stdin();
+    writers[1].wait_stderr(SOON, "waiting for a reader");
+    writers[0].send(b"last line of writer 1\n");
+    writers[0].close_stdin();
+    let r = Proc::spawn(
+        {
+            let mut c = k.reader();
+            c.arg("--tag");
+            c
+        },
+        Stdio::null(),
+    )
+    .wait(TIMEOUT);
+    let out = String::from_utf8_lossy(&r.stdout).into_owned();
+    for want in [
+        "[writer 1] first line of writer 1\n",
+        "[writer 2] first line of writer 2\n",
+        "[writer 3] first line of writer 3\n",
+        "[writer 1] last line of writer 1\n",
+    ] {
+        assert!(
+            out.contains(want),
+            "missing {want:?} in the reader's output:\n{out}\nstderr:\n{}",
+            r.stderr
+        );
+    }
+    // Writer 3 died only after its END: its stream was complete, nothing is lost.
+    assert_eq!(r.code(), Some(0), "reader: {}", r.stderr);
+    for w in writers.drain(..2) {
+        let f = w.wait(TIMEOUT);
+        assert_eq!(f.code(), Some(0), "writer: {}", f.stderr);
+    }
+    k.assert_clean();
+}

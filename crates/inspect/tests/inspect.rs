@@ -139,7 +139,7 @@ fn live_ring_ids_match_ipcs_and_a_blocked_writer_shows() {
     assert_eq!(set["semid"], semid.to_string());
     assert_eq!(Some(shmid), ipcs_shm);
     assert_eq!(Some(semid), ipcs_sem);
-    assert_eq!(set["nsems"], "8");
+    assert_eq!(set["nsems"], shm_common::layout::sem::COUNT.to_string());
     assert_eq!(seg["size"], (4096 + 4 * 128).to_string());
     assert_eq!(seg["self_attached"], "no");
     assert_eq!(line(&text, "cells:"), Some("cells: ####"));

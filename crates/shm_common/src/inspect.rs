@@ -38,7 +38,7 @@ use std::time::Duration;
 pub enum Verdict {
     /// Neither a segment nor a semaphore set.
     Nothing,
-    /// Our segment (valid header) and our 8-member set, initialised.
+    /// Our segment (valid header) and our 9-member set, initialised.
     Ours,
     /// Something another program made (wrong magic, size or member count).
     Foreign,

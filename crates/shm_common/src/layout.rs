@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 /// `b"SVSHMRNG"` read as a little-endian u64: the first eight bytes of the segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SVSHMRNG");
 /// Bumped whenever the layout or the protocol changes incompatibly.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// The header occupies the first page, so the ring starts page-aligned.
 pub const HEADER_SIZE: usize = 4096;
 /// Slot sizes are multiples of this (a cache line), which keeps every slot's frame
@@ -137,6 +137,10 @@ pub mod sem {
     pub const WRITERS: u16 = 6;
     /// Live readers, likewise.
     pub const READERS: u16 = 7;
+    /// Live writers that have already published their END or FINAL frame: raised
+    /// with SEM_UNDO in that publishing semop, lowered when the writer leaves (or by
+    /// the kernel when it dies). WRITERS - ENDED = writers still sending.
+    pub const ENDED: u16 = 8;
     /// Member names for messages and `--explain`, in index order.
     pub const NAMES: &[&str] = &[
         "FREE",
@@ -147,9 +151,10 @@ pub mod sem {
         "TAIL",
         "WRITERS",
         "READERS",
+        "ENDED",
     ];
     /// Number of members.
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
     const _: () = assert!(NAMES.len() == COUNT);
 }
 

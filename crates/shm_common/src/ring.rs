@@ -225,7 +225,7 @@ impl<'a> Producer<'a> {
                 break;
             }
         }
-        self.publish_some(head, k, used, used, bytes, None)?;
+        self.publish_some(head, k, used, used, bytes, None, None)?;
         self.seq += u64::from(used);
         self.bytes += bytes;
         match failure {
@@ -239,8 +239,9 @@ impl<'a> Producer<'a> {
     pub fn finish(&mut self) -> Result<bool> {
         let (head, _) = self.acquire(1)?;
         // With WRITE_MUTEX held no writer can join, end or leave, so "am I the last
-        // writer still sending?" has one answer. (Counting live writers alone is not
-        // enough: one that already sent END stays live until it leaves.)
+        // writer still sending?" has one answer: WRITERS - ENDED, both corrected by
+        // the kernel if a writer dies. (Counting live writers alone is not enough:
+        // one that already sent END stays live until it leaves.)
         let last = self.s.snapshot()?.writers_still_sending() <= 1;
         self.s
             .counter32(off::WRITERS_ENDED)?
@@ -255,7 +256,9 @@ impl<'a> Producer<'a> {
         };
         self.write_slot(head, 0, &h, &[])?;
         let state = last.then_some(State::Ended);
-        self.publish(head, 1, 0, 0, state)?;
+        // The same atomic semop counts us as ended (SEM_UNDO: undone if we die).
+        self.publish_some(head, 1, 1, 0, 0, state, Some(SemOp::undo(sem::ENDED, 1)))?;
+        self.s.mark_ended();
         Ok(last)
     }
 
@@ -359,12 +362,14 @@ impl<'a> Producer<'a> {
         bytes: u64,
         state: Option<State>,
     ) -> Result<()> {
-        self.publish_some(head, k, k, data, bytes, state)
+        self.publish_some(head, k, k, data, bytes, state, None)
     }
 
     /// Publishes the first `used` of the `taken` slots from `head` and gives the rest
     /// back (`used < taken` when the input ended inside a batch), releasing the write
     /// mutex, in one atomic `semop`.
+    /// `extra` joins the same call (the END/FINAL publish raises ENDED).
+    #[allow(clippy::too_many_arguments)] // each is one part of the one semop
     fn publish_some(
         &mut self,
         head: u32,
@@ -373,6 +378,7 @@ impl<'a> Producer<'a> {
         data: u32,
         bytes: u64,
         state: Option<State>,
+        extra: Option<SemOp>,
     ) -> Result<()> {
         let s = self.s;
         let slots = s.geometry().slots;
@@ -389,7 +395,7 @@ impl<'a> Producer<'a> {
             .store(0, Ordering::Relaxed);
         // FREE: cancel our undo of k (value unchanged); HEAD moves; FILLED += k makes
         // the frames visible; the mutex is released. All or nothing.
-        let ops = Release {
+        let mut ops = Release {
             counter: sem::FREE,
             taken,
             consumed: k,
@@ -400,6 +406,7 @@ impl<'a> Producer<'a> {
             mutex: sem::WRITE_MUTEX,
         }
         .ops();
+        ops.extend(extra);
         s.semaphores().apply(
             &ops,
             None,
@@ -701,11 +708,10 @@ impl<'a> Consumer<'a> {
     fn check_writers(&mut self, snap: &Snapshot) -> Result<()> {
         // Gone for good only if nothing is left to deliver either: a writer may have
         // published its last frames just before it died.
-        let gone = |s: &Snapshot| {
-            s.live_writers() == 0
-                && s.state != Some(State::Ended)
-                && s.sems[usize::from(sem::FILLED)] == 0
-        };
+        // (FILLED == 0 also means no FINAL, which is never consumed. The header's
+        // state is no evidence: a writer can die after setting it and before
+        // publishing FINAL, found by the model check, model/README.md.)
+        let gone = |s: &Snapshot| s.live_writers() == 0 && s.sems[usize::from(sem::FILLED)] == 0;
         let confirmed = if gone(snap) {
             self.s.locked_snapshot()?.filter(gone)
         } else {

@@ -102,16 +102,16 @@ impl Snapshot {
         u32::from(self.sems[usize::from(sem::READERS)])
     }
     /// Writers that are gone without having sent their END frame (died or were
-    /// interrupted). Exact whenever no live writer is still sending, which is the
-    /// case after FINAL and whenever WRITERS is 0 (the only times a reader asks).
+    /// interrupted): joined, minus those that ended, minus those still sending.
     pub fn lost_writers(&self) -> u32 {
         let not_ended = self.writers_joined.saturating_sub(self.writers_ended);
         not_ended.saturating_sub(self.writers_still_sending())
     }
-    /// Live writers that have not yet sent their END frame.
+    /// Live writers that have not yet sent their END frame: WRITERS - ENDED, both
+    /// kept by the kernel, so a writer that dies after its END leaves no trace.
     pub fn writers_still_sending(&self) -> u32 {
-        let ended_but_live = self.writers_ended.saturating_sub(self.writers_finished);
-        self.live_writers().saturating_sub(ended_but_live)
+        self.live_writers()
+            .saturating_sub(u32::from(self.sems[usize::from(sem::ENDED)]))
     }
     /// Readers that joined and left without reading to the end.
     pub fn lost_readers(&self) -> u32 {
@@ -132,6 +132,9 @@ pub struct Session {
     shared: bool,
     created: bool,
     joined: bool,
+    /// Set once our END/FINAL is published with `{ENDED, +1, SEM_UNDO}`, so that
+    /// leaving lowers ENDED again.
+    ended: std::sync::atomic::AtomicBool,
     pid: i32,
 }
 
@@ -265,6 +268,7 @@ impl Session {
                         shared: false,
                         created: false,
                         joined: false,
+                        ended: Default::default(),
                         pid: std::process::id() as i32,
                     };
                     match s.join(opts, note)? {
@@ -347,6 +351,7 @@ impl Session {
             shared: opts.shared,
             created: true,
             joined: false,
+            ended: Default::default(),
             pid,
         };
         if let Err(e) = s.initialise(opts) {
@@ -484,9 +489,11 @@ impl Session {
             }
             Err(e) => return Err(e),
         };
-        // A new segment is all zeros until its creator writes the magic last.
+        // A new segment is all zeros, and its creator writes the magic last (after
+        // the other fields), so magic 0 means "header not complete yet", whatever the
+        // other fields already say.
         let magic = seg.read_u64(off::MAGIC)?;
-        if magic == 0 && seg.read_u32(off::VERSION)? == 0 {
+        if magic == 0 {
             // Our creator makes the set before the segment, so a blank segment with
             // no set beside it was never ours (e.g. what `ipcmk -M` leaves).
             if semid.is_none() {
@@ -701,6 +708,11 @@ impl Session {
     /// Whether the writer may finish before any reader came.
     pub fn persist(&self) -> Result<bool> {
         Ok(self.seg.atomic_u32(off::FLAGS)?.load(Ordering::Relaxed) & layout::FLAG_PERSIST != 0)
+    }
+
+    /// Records that our END/FINAL frame was published (with `{ENDED, +1, SEM_UNDO}`).
+    pub(crate) fn mark_ended(&self) {
+        self.ended.store(true, Ordering::Relaxed);
     }
 
     /// A header `u32` counter.
@@ -935,7 +947,11 @@ impl Session {
                 self.remove_objects()?;
                 return Ok(Departure::Removed);
             }
-            self.unlock_both(&[SemOp::undo(self.role.count_member(), -1)])?;
+            let mut ops = vec![SemOp::undo(self.role.count_member(), -1)];
+            if self.ended.load(Ordering::Relaxed) {
+                ops.push(SemOp::undo(sem::ENDED, -1));
+            }
+            self.unlock_both(&ops)?;
             self.joined = false;
             Ok(Departure::Left)
         })();

@@ -642,7 +642,7 @@ pub fn assert_prefix(got: &[u8], sent: &[u8], ctx: &str) {
     }
 }
 
-/// Semaphore values at `key` (GETALL), if one of our 8-member sets is there.
+/// Semaphore values at `key` (GETALL), if one of our 9-member sets is there.
 pub fn sem_values(key: IpcKey) -> Option<Vec<u16>> {
     let id = shm_common::semaphore::find(key).ok()??;
     let set =
