@@ -663,7 +663,24 @@ impl<'a> Consumer<'a> {
                 .apply(&ops, Some(cancel::POLL), false, why, true)?
                 == Wait::Done
             {
-                return self.tail(1, slots);
+                // We hold the mutex and one frame. If more are waiting, take them too
+                // (one more non-blocking semop): with several readers contending, the
+                // sleeping path is the common one, and one frame per wake-up would
+                // throw batching away.
+                let more = self
+                    .waiting_hint()?
+                    .saturating_sub(1)
+                    .min(self.max_batch - 1);
+                let ops = [SemOp::undo(sem::FILLED, -(more as i16))];
+                let why = "holding the read mutex: take the other frames that are waiting too";
+                let k = if more > 0
+                    && s.semaphores().apply(&ops, None, true, why, true)? == Wait::Done
+                {
+                    1 + more
+                } else {
+                    1
+                };
+                return self.tail(k, slots);
             }
             // A whole poll interval without data (or a signal): look at everything.
             let snap = s.snapshot()?;
