@@ -72,13 +72,13 @@ pub struct Config {
 }
 
 /// The ring geometry for a frame size: the smallest slot that holds the frame, and
-/// as many slots as fit in 16 MiB, between 16 and 1024 (1024 slots with batches of
-/// 64 was the prototype's sweet spot for small frames; 16 MiB keeps big-frame rings
-/// within the last-level cache's reach on the reader's side).
+/// as many slots as fit in 4 MiB, between 16 and 1024 (1024 slots was the prototype's
+/// sweet spot for small frames; for 64 KiB frames a 4 MiB ring measured ~12% faster
+/// than 16 MiB, and as fast as anything larger: see "Tunables" in BENCHMARKS.md).
 pub fn geometry_for(size: usize, slots: Option<u32>) -> (u32, u32) {
     let align = SLOT_ALIGN as usize;
     let slot_size = (size + FRAME_HEADER_SIZE).div_ceil(align) * align;
-    let slots = slots.unwrap_or(((16 << 20) / slot_size).clamp(16, 1024) as u32);
+    let slots = slots.unwrap_or(((4 << 20) / slot_size).clamp(16, 1024) as u32);
     (slots, slot_size as u32)
 }
 
@@ -340,7 +340,7 @@ mod tests {
     #[test]
     fn geometry_holds_the_frame() {
         assert_eq!(geometry_for(64, None), (1024, 128));
-        assert_eq!(geometry_for(4096, None), (1024, 4160));
+        assert_eq!(geometry_for(4096, None), (1008, 4160));
         assert_eq!(geometry_for(1 << 20, None), (16, (1 << 20) + 64));
         assert_eq!(geometry_for(64, Some(4096)).0, 4096);
     }
