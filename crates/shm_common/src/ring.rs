@@ -645,7 +645,9 @@ impl<'a> Consumer<'a> {
             // Opt-in (--spin): poll the counters for a while before sleeping, which
             // trades CPU for the ~2-20 us a wake-up costs.
             if spin_until.is_some_and(|t| Instant::now() < t) {
-                std::hint::spin_loop();
+                // Yield rather than burn: if the peer shares our CPU it gets to run
+                // (and publish); if it does not, yielding is a cheap no-op.
+                std::thread::yield_now();
                 continue;
             }
             if cancel::requested() {
