@@ -284,22 +284,6 @@ fn ring_consumer(a: &ChildArgs) -> Res<()> {
             match c.recv(&mut batch) {
                 Ok(Received::Frames) => {}
                 Ok(Received::EndOfStream) => break,
-                // Shared sessions: two writers that finish at about the same time can
-                // both see the other still live and both publish END, so no FINAL ever
-                // comes (a library bug, see BENCHMARKS.md, "Findings for the library").
-                // If every writer finished cleanly, that is the end of the stream.
-                Err(e) if a.shared => {
-                    let snap = session.snapshot()?;
-                    let filled = snap.sems[usize::from(shm_common::layout::sem::FILLED)];
-                    if snap.live_writers() == 0 && snap.lost_writers() == 0 && filled == 0 {
-                        note(
-                            "shared ring ended without a FINAL frame (library bug worked around)"
-                                .into(),
-                        );
-                        break;
-                    }
-                    return Err(e.into());
-                }
                 Err(e) => return Err(e.into()),
             }
         }
