@@ -282,7 +282,13 @@ fn live_session_ids_and_attach_addresses_match_the_kernel() {
     reader.wait_stderr(SOON, "joined key");
 
     let wcalls = narrated(&writer.stderr_text(), "writer");
-    let (semid, shmid) = check_creation(&wcalls, &k, 4096 + 256 * 65536, "0600");
+    let default_size = shm_common::layout::Geometry::new(
+        shm_common::layout::DEFAULT_SLOTS,
+        shm_common::layout::DEFAULT_SLOT_SIZE,
+    )
+    .map(|g| g.segment_size())
+    .expect("the default geometry is valid");
+    let (semid, shmid) = check_creation(&wcalls, &k, default_size, "0600");
     let rcalls = narrated(&reader.stderr_text(), "reader");
     assert_eq!(
         result_of(&rcalls, &format!("shmget({}, 0, 0)", k.arg())),
