@@ -244,7 +244,7 @@ impl Session {
         let key = opts.key;
         let mut said_waiting = false;
         let mut init_since: Option<Instant> = None;
-        for _attempt in 0.. {
+        loop {
             if cancel::requested() {
                 return Err(Error::Interrupted {
                     detail: "before joining; nothing was created".into(),
@@ -315,7 +315,6 @@ impl Session {
                 }
             }
         }
-        unreachable!("the loop above only exits by returning")
     }
 
     /// Tries to create a fresh session (writer only). `Ok(None)`: something exists.
