@@ -1129,13 +1129,22 @@ pub fn run_fault(k: &TestKey, plan: &Plan) -> Report {
             let mut w = Proc::spawn(writer(), Stdio::piped());
             let mut stdin = w.child.stdin.take().expect("stdin");
             let r = Proc::spawn(k.reader(), Stdio::null());
-            must(
-                until(TIMEOUT, "reader joined", || {
-                    sem_value(k.key, sem::READERS) == Some(1) && proc_state(r.pid()) == Some('S')
-                }),
-                ctx,
-                "the reader to join and block",
-            );
+            let joined = until(TIMEOUT, "reader joined", || {
+                sem_value(k.key, sem::READERS) == Some(1) && proc_state(r.pid()) == Some('S')
+            });
+            if !joined {
+                // Seen once in 300 chaos runs and not reproduced since: say everything.
+                let sems = sem_values(k.key);
+                let (rs, ws) = (proc_state(r.pid()), proc_state(w.pid()));
+                r.signal(Signal::SIGKILL);
+                let rf = r.wait(TIMEOUT);
+                panic!(
+                    "HANG: {ctx}: timed out waiting for the reader to join and block \
+                     (semaphores {sems:?}, reader state {rs:?}, writer state {ws:?}, \
+                     reader stderr: {:?})",
+                    rf.stderr
+                );
+            }
             r.signal(Signal::SIGSTOP);
             must(
                 until(TIMEOUT, "stopped", || proc_state(r.pid()) == Some('T')),
