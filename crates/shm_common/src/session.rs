@@ -422,8 +422,13 @@ impl Session {
 
     /// Looks at what is at `key` without changing anything.
     fn inspect(key: IpcKey) -> Result<Found> {
-        let semid = semaphore::find(key)?;
+        // Look up the segment first, then the set: a creator makes them in the other
+        // order, so a segment we find always had its set made before it. (The other
+        // way round, a creator working between our two lookups would show us a
+        // segment without a set, which we would take for a leftover and remove:
+        // found by the chaos schedule.)
         let shmid = segment::find(key)?;
+        let semid = semaphore::find(key)?;
         if semid.is_none() && shmid.is_none() {
             return Ok(Found::Nothing);
         }
@@ -518,10 +523,16 @@ impl Session {
         }
         validate_header(&seg)?;
         let Some((semid, st)) = set_stat else {
+            // Its set is gone: the session is being removed (the set goes first), and
+            // the processes still attached are on their way out; or a remover died
+            // between the two removals, and then nobody is attached.
+            if seg_stat.attached > 0 {
+                return Ok(Found::Initialising);
+            }
             return Ok(Found::Stale {
                 shmid: Some(shmid),
                 semid: None,
-                why: "a segment without its semaphore set".into(),
+                why: "a segment without its semaphore set, and nobody attached".into(),
             });
         };
         if st.otime == 0 {
