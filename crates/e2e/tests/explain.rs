@@ -23,18 +23,9 @@ use std::time::Duration;
 const SOON: Duration = Duration::from_secs(10);
 const LONG: Duration = Duration::from_secs(180);
 
-/// Member names of the semaphore set, in index order (PROTOCOL.md §3).
-const MEMBERS: [&str; 9] = [
-    "FREE",
-    "FILLED",
-    "WRITE_MUTEX",
-    "READ_MUTEX",
-    "HEAD",
-    "TAIL",
-    "WRITERS",
-    "READERS",
-    "ENDED",
-];
+/// Member names of the semaphore set, in index order (PROTOCOL.md §3): the names the
+/// narration uses, to map them to strace's member numbers.
+const MEMBERS: &[&str] = shm_common::layout::sem::NAMES;
 
 /// The narrated calls of `who` ("writer"/"reader"): each `[who] CALL = RESULT // why`
 /// line as `CALL = RESULT` (summary lines `[who] ... ` are left out).
