@@ -164,7 +164,12 @@ impl<'a> Producer<'a> {
                 }
                 bytes += payload.len() as u64;
             }
-            result?;
+            if let Err(e) = result {
+                // Give back the slots and the mutex: the caller may still leave, and
+                // leaving takes the mutexes.
+                let _ = self.release_unpublished(k);
+                return Err(e);
+            }
             self.publish(head, k, k, bytes, None)?;
             self.seq += u64::from(k);
             self.bytes += bytes;
@@ -220,7 +225,10 @@ impl<'a> Producer<'a> {
                     break;
                 }
             }
-            seg.write_bytes(at, &hb)?;
+            if let Err(e) = seg.write_bytes(at, &hb) {
+                failure = Some(e);
+                break;
+            }
             used += 1;
             bytes += n as u64;
             if n < cap {
@@ -257,7 +265,10 @@ impl<'a> Producer<'a> {
             writer: self.s.id(),
             offset: self.bytes,
         };
-        self.write_slot(head, 0, &h, &[])?;
+        if let Err(e) = self.write_slot(head, 0, &h, &[]) {
+            let _ = self.release_unpublished(1);
+            return Err(e);
+        }
         let state = last.then_some(State::Ended);
         // The same atomic semop counts us as ended (SEM_UNDO: undone if we die).
         self.publish_some(head, 1, 1, 0, 0, state, Some(SemOp::undo(sem::ENDED, 1)))?;
