@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod cancel;
+pub mod checksum;
 pub mod cli;
 pub mod error;
 pub mod frame;

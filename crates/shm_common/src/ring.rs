@@ -788,9 +788,15 @@ impl<'a> Consumer<'a> {
             .map_err(|e| corrupt(format!("slot {}: {e}", (tail + j) % g.slots)))?;
         let start = batch.data.len();
         let end = start + h.len as usize;
-        s.segment()
-            .read_append(at + FRAME_HEADER_SIZE, h.len as usize, &mut batch.data)?;
-        if let Err(e) = FrameHeader::verify(&hb, &batch.data[start..end]) {
+        // Copy the payload out and checksum the copy in the same sweep (chunks that
+        // are still in L1): the bytes checked are the bytes delivered.
+        let crc = s.segment().read_append_crc32c(
+            at + FRAME_HEADER_SIZE,
+            h.len as usize,
+            &mut batch.data,
+            FrameHeader::header_crc(&hb),
+        )?;
+        if let Err(e) = FrameHeader::check(&hb, crc) {
             batch.data.truncate(start);
             return Err(corrupt(format!("slot {}: {e}", (tail + j) % g.slots)));
         }
