@@ -71,6 +71,9 @@ pub struct Config {
     pub ping_iters: u32,
 }
 
+/// The ring size the harness aims at when `--slots` is not given.
+pub const RING_BYTES: usize = 4 << 20;
+
 /// The ring geometry for a frame size: the smallest slot that holds the frame, and
 /// as many slots as fit in 4 MiB, between 16 and 1024 (1024 slots was the prototype's
 /// sweet spot for small frames; for 64 KiB frames a 4 MiB ring measured ~12% faster
@@ -78,7 +81,7 @@ pub struct Config {
 pub fn geometry_for(size: usize, slots: Option<u32>) -> (u32, u32) {
     let align = SLOT_ALIGN as usize;
     let slot_size = (size + FRAME_HEADER_SIZE).div_ceil(align) * align;
-    let slots = slots.unwrap_or(((4 << 20) / slot_size).clamp(16, 1024) as u32);
+    let slots = slots.unwrap_or((RING_BYTES / slot_size).clamp(16, 1024) as u32);
     (slots, slot_size as u32)
 }
 

@@ -38,7 +38,7 @@ struct Args {
     /// Ring: most frames per semop.
     #[arg(long, default_value_t = shm_common::ring::DEFAULT_MAX_BATCH)]
     batch: u32,
-    /// Ring: slot count for every frame size (default: as many as fit in 16 MiB,
+    /// Ring: slot count for every frame size (default: as many as fit in 4 MiB,
     /// between 16 and 1024).
     #[arg(long)]
     slots: Option<u32>,
@@ -332,8 +332,10 @@ fn run(args: &Args) -> Res<()> {
         ("ring_batch", cfg.batch.to_string()),
         (
             "ring_slots",
-            cfg.slots
-                .map_or("16 MiB worth, 16..=1024".into(), |s| s.to_string()),
+            cfg.slots.map_or(
+                format!("{} MiB worth, 16..=1024", bench::RING_BYTES >> 20),
+                |s| s.to_string(),
+            ),
         ),
     ];
     std::fs::write(args.out_dir.join("latest.csv"), report::csv(&rows))?;

@@ -1,6 +1,6 @@
 //! A frame: what one slot carries. A 32-byte header, then the payload.
 //!
-//! # Layout (offsets within the slot, native byte order)
+//! # Layout (offsets within the slot, little-endian)
 //! ```text
 //! 0  u32 len        payload bytes that follow the header (<= slot_size - 32)
 //! 4  u32 kind       1 DATA, 2 END (one writer finished), 3 FINAL (the last writer

@@ -7,10 +7,18 @@
 //! offset 0            HEADER_SIZE (4096)                   + slot_size * slot_count
 //! | header (4096 B)   | slot 0 | slot 1 | ... | slot N-1 |
 //! ```
-//! Every multi-byte field is in native byte order (little-endian on x86-64 and
-//! AArch64: the only platforms a System V segment is shared between is one machine).
+//! Every multi-byte field is little-endian (see the `compile_error!` guard below: the
+//! library builds only for little-endian targets, where the atomics' own order is
+//! the same).
 
 use crate::error::{Error, Result};
+
+// PROTOCOL.md §1: every integer in the segment is little-endian, and the atomics
+// store theirs in the CPU's order, so the two agree only on little-endian targets.
+#[cfg(target_endian = "big")]
+compile_error!(
+    "shm_common's segment layout is little-endian; big-endian targets are not supported"
+);
 
 /// `b"SVSHMRNG"` read as a little-endian u64: the first eight bytes of the segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SVSHMRNG");
