@@ -71,18 +71,16 @@ pub struct Config {
     pub ping_iters: u32,
 }
 
-/// The ring size the harness aims at when `--slots` is not given.
-pub const RING_BYTES: usize = 4 << 20;
-
 /// The ring geometry for a frame size: the smallest slot that holds the frame, and
-/// as many slots as fit in 4 MiB, between 16 and 1024 (1024 slots was the prototype's
-/// sweet spot for small frames; for 64 KiB frames a 4 MiB ring measured ~12% faster
-/// than 16 MiB, and as fast as anything larger: see "Tunables" in BENCHMARKS.md).
+/// the library's default slot count for that slot size
+/// ([`shm_common::layout::default_slots`]: as many as fit in 4 MiB, between 16 and
+/// 4096; for 64 KiB frames a 4 MiB ring measured ~12% faster than 16 MiB, and 64 B
+/// frames need 2048 slots or more: see "Tunables" in BENCHMARKS.md).
 pub fn geometry_for(size: usize, slots: Option<u32>) -> (u32, u32) {
     let align = SLOT_ALIGN as usize;
-    let slot_size = (size + FRAME_HEADER_SIZE).div_ceil(align) * align;
-    let slots = slots.unwrap_or((RING_BYTES / slot_size).clamp(16, 1024) as u32);
-    (slots, slot_size as u32)
+    let slot_size = ((size + FRAME_HEADER_SIZE).div_ceil(align) * align) as u32;
+    let slots = slots.unwrap_or(shm_common::layout::default_slots(slot_size));
+    (slots, slot_size)
 }
 
 /// One run's numbers.
@@ -342,7 +340,7 @@ mod tests {
 
     #[test]
     fn geometry_holds_the_frame() {
-        assert_eq!(geometry_for(64, None), (1024, 128));
+        assert_eq!(geometry_for(64, None), (4096, 128));
         assert_eq!(geometry_for(4096, None), (1008, 4160));
         assert_eq!(geometry_for(1 << 20, None), (16, (1 << 20) + 64));
         assert_eq!(geometry_for(64, Some(4096)).0, 4096);

@@ -38,8 +38,8 @@ struct Args {
     /// Ring: most frames per semop.
     #[arg(long, default_value_t = shm_common::ring::DEFAULT_MAX_BATCH)]
     batch: u32,
-    /// Ring: slot count for every frame size (default: as many as fit in 4 MiB,
-    /// between 16 and 1024).
+    /// Ring: slot count for every frame size (default: the library's default for the
+    /// slot size, as many as fit in 4 MiB, between 16 and 4096).
     #[arg(long)]
     slots: Option<u32>,
     /// Where the CSV, JSON and SVG go.
@@ -333,7 +333,10 @@ fn run(args: &Args) -> Res<()> {
         (
             "ring_slots",
             cfg.slots.map_or(
-                format!("{} MiB worth, 16..=1024", bench::RING_BYTES >> 20),
+                format!(
+                    "{} MiB worth, 16..=4096",
+                    shm_common::layout::DEFAULT_RING_BYTES >> 20
+                ),
                 |s| s.to_string(),
             ),
         ),

@@ -39,9 +39,29 @@ pub const MAX_SLOT_SIZE: u32 = 1 << 30;
 /// writer waits for half the ring, 2 MiB, when it is full), small enough to stay in
 /// the cache: 64 KiB frames moved 12.5 GB/s with 64 slots, 11.0 with 32 and with 255,
 /// 5.1 with 16; end to end, 1 GiB file to /dev/null, 64 slots was as fast as 256.
-pub const DEFAULT_SLOTS: u32 = 64;
+pub const DEFAULT_SLOTS: u32 = default_slots(DEFAULT_SLOT_SIZE);
 /// See [`DEFAULT_SLOTS`].
 pub const DEFAULT_SLOT_SIZE: u32 = 64 * 1024;
+/// The ring size [`default_slots`] aims at.
+pub const DEFAULT_RING_BYTES: u32 = 4 << 20;
+
+/// The slot count for a ring of `slot_size`-byte slots when none is given: as many
+/// as fit in [`DEFAULT_RING_BYTES`], between 16 and 4096.
+///
+/// Why a floor on the count and not just on the bytes: half the ring must take the
+/// reader longer to drain than it takes to wake the sleeping writer (20-60 µs on a
+/// VM), or both end up asleep. 64-byte frames moved 19 M msg/s with 1024 slots and
+/// 31-32 M with 2048 or 4096 (BENCHMARKS.md); beyond 4096 nothing changed.
+pub const fn default_slots(slot_size: u32) -> u32 {
+    let n = DEFAULT_RING_BYTES / if slot_size == 0 { 1 } else { slot_size };
+    if n < 16 {
+        16
+    } else if n > 4096 {
+        4096
+    } else {
+        n
+    }
+}
 /// How many peers (writers + readers) the peer table can list at once.
 pub const MAX_PEERS: usize = 32;
 
@@ -240,6 +260,10 @@ mod tests {
     fn geometry_limits() {
         assert!(Geometry::new(0, 4096).is_err());
         assert!(Geometry::new(MAX_SLOTS + 1, 4096).is_err());
+        assert_eq!(DEFAULT_SLOTS, 64);
+        assert_eq!(default_slots(128), 4096);
+        assert_eq!(default_slots(4160), 1008);
+        assert_eq!(default_slots(1 << 20), 16);
         assert!(Geometry::new(4, 100).is_err());
         assert!(Geometry::new(4, 64).is_err(), "no room for payload");
         assert!(Geometry::new(4, MAX_SLOT_SIZE + 64).is_err());

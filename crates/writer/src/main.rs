@@ -22,9 +22,10 @@ struct Args {
     /// IPC key: 0x1234abcd, decimal, or path:FILE (ftok). Default: ftok($HOME, 'S').
     #[arg(long, value_parser = IpcKey::parse)]
     key: Option<IpcKey>,
-    /// Number of slots in the ring (1..=32767), if this writer creates it.
-    #[arg(long, default_value_t = layout::DEFAULT_SLOTS, value_parser = cli::parse_count)]
-    slots: u32,
+    /// Number of slots in the ring (1..=32767), if this writer creates it. Default: as
+    /// many as fit in 4 MiB, between 16 and 4096 (64 with the default slot size).
+    #[arg(long, value_parser = cli::parse_count)]
+    slots: Option<u32>,
     /// Bytes per slot including the 32-byte frame header, if this writer creates the
     /// ring: a multiple of 64 (K/M suffixes).
     #[arg(long, default_value = "64K", value_parser = cli::parse_size)]
@@ -68,7 +69,8 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
         Some(k) => k,
         None => IpcKey::default_for_user()?,
     };
-    let geometry = Geometry::new(args.slots, args.slot_size)?;
+    let slots = args.slots.unwrap_or(layout::default_slots(args.slot_size));
+    let geometry = Geometry::new(slots, args.slot_size)?;
     if args.explain {
         shm_common::trace::enable("writer");
     }
