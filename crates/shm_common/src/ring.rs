@@ -788,8 +788,8 @@ impl<'a> Consumer<'a> {
             .map_err(|e| corrupt(format!("slot {}: {e}", (tail + j) % g.slots)))?;
         let start = batch.data.len();
         let end = start + h.len as usize;
-        // Copy the payload out and checksum the copy in the same sweep (chunks that
-        // are still in L1): the bytes checked are the bytes delivered.
+        // Copy the payload out, then checksum the copy: the bytes checked are the
+        // bytes delivered, whatever a peer does to the slot meanwhile.
         let crc = s.segment().read_append_crc32c(
             at + FRAME_HEADER_SIZE,
             h.len as usize,

@@ -364,37 +364,31 @@ impl Segment {
     }
 
     /// Appends `len` bytes at `offset` to `out` and continues the CRC-32C `crc` over
-    /// them; returns the continued checksum. The reader's path: it copies straight
-    /// into the spare capacity of `out` (no zero-filling first, which would be one
-    /// more pass over every byte), in chunks of [`CRC_CHUNK`] bytes, and checksums
-    /// each chunk of the private copy while it is still in the L1 cache. So shared
-    /// memory is read once, and the bytes checked are the bytes delivered.
+    /// the appended copy; returns the continued checksum. The reader's path: it copies
+    /// straight into the spare capacity of `out` (no zero-filling first, which would
+    /// be one more pass over every byte), then checksums its own copy, so shared
+    /// memory is read once and the bytes checked are the bytes delivered. (Copying and
+    /// checksumming in L1-sized chunks instead measured no faster, and 10% slower for
+    /// 1 MiB frames on two CPUs: one long copy lets `memmove` use its fastest path.)
     pub fn read_append_crc32c(
         &self,
         offset: usize,
         len: usize,
         out: &mut Vec<u8>,
-        mut crc: u32,
+        crc: u32,
     ) -> Result<u32> {
         let p = self.span(offset, len)?;
         out.reserve(len);
-        let mut done = 0;
-        while done < len {
-            let n = (len - done).min(CRC_CHUNK);
-            let old = out.len();
-            // SAFETY: `p + done .. p + done + n` lies inside the checked source
-            // span; `reserve(len)` left room for all `len` bytes, of which `done` are
-            // used, so `n` more fit after `old`; our heap buffer cannot overlap the
-            // mapping; after the copy those bytes are initialised (any byte value is
-            // a valid u8), so extending the length over them is sound.
-            unsafe {
-                std::ptr::copy_nonoverlapping(p.add(done), out.as_mut_ptr().add(old), n);
-                out.set_len(old + n);
-            }
-            crc = checksum::crc32c_append(crc, &out[old..]);
-            done += n;
+        let old = out.len();
+        // SAFETY: the source span is in bounds (checked); `reserve` guarantees room for
+        // `len` more bytes after `old`; the destination is our own heap buffer, so the
+        // two cannot overlap. After the copy those `len` bytes are initialised (any
+        // byte value is a valid u8), so extending the length over them is sound.
+        unsafe {
+            std::ptr::copy_nonoverlapping(p, out.as_mut_ptr().add(old), len);
+            out.set_len(old + len);
         }
-        Ok(crc)
+        Ok(checksum::crc32c_append(crc, &out[old..]))
     }
 
     /// Copies `data` into the segment at `offset`.
@@ -483,8 +477,8 @@ impl Drop for Segment {
     }
 }
 
-/// Chunk size for checksumming while copying: 24 KiB is half the L1 data cache of
-/// current x86 cores, and three of the `crc32c` crate's 8 KiB parallel blocks.
+/// The private buffer [`Segment::crc32c_append`] checksums through: half the L1 data
+/// cache of current x86 cores, so each chunk is checksummed while it is hot.
 pub const CRC_CHUNK: usize = 24 << 10;
 
 /// Whether `errno` from a lookup means "that id is gone".
