@@ -42,10 +42,11 @@ bench:
 	$(BIN)/shm-bench
 
 # A CI-sized run (well under a minute): shorter runs, one repetition, two placements.
+# Its files go to target/bench-quick, so it never replaces the full run's results.
 .PHONY: bench-quick
 bench-quick:
 	$(CARGO) build --release --workspace --bins
-	$(BIN)/shm-bench --quick
+	$(BIN)/shm-bench --quick --out-dir target/bench-quick
 
 # Removes our objects only: segments whose first bytes are our magic, and the
 # semaphore set at the same key. KEY=0x... limits it to one key.

@@ -1,0 +1,116 @@
+//! Runs the real harness on a tiny budget, so that `make test` notices when
+//! `make bench` stops working: every mechanism, the 2 x 2 row and the latency
+//! section run, the CSV/JSON/SVG are written, and no System V object is left behind.
+//! Nothing here looks at how fast anything was (numbers belong in `make bench`).
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use shm_common::{segment, semaphore, IpcKey};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A generous ceiling for a run that takes a few seconds, so a hang fails the test
+/// instead of hanging CI.
+const LIMIT: Duration = Duration::from_secs(180);
+
+/// The harness's keys: `0x7B000000 | (pid & 0xfff) << 12 | counter`.
+fn ours(key: i64, pid: u32) -> bool {
+    let key = key as u32;
+    key & 0xffff_f000 == 0x7b00_0000 | (pid & 0xfff) << 12
+}
+
+/// Keys of the System V objects of one kind (`shm` or `sem`) that exist now.
+fn keys(kind: &str) -> Vec<i64> {
+    let text = std::fs::read_to_string(format!("/proc/sysvipc/{kind}")).unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// Removes whatever the harness (pid `pid`) left, so a failing run leaves nothing
+/// either; returns the keys it found.
+fn remove_leftovers(pid: u32) -> Vec<i64> {
+    let mut found = Vec::new();
+    for kind in ["shm", "sem"] {
+        for k in keys(kind).into_iter().filter(|&k| ours(k, pid)) {
+            found.push(k);
+            let Ok(key) = IpcKey::new(k as libc::key_t) else {
+                continue;
+            };
+            if kind == "shm" {
+                if let Ok(Some(id)) = segment::find(key) {
+                    let _ = segment::remove_id(key, id);
+                }
+            } else if let Ok(Some(id)) = semaphore::find(key) {
+                let _ = semaphore::remove_id(key, id);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn quick_run_writes_every_section_and_leaves_nothing() {
+    let dir = std::env::temp_dir().join(format!("shm-bench-smoke-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shm-bench"))
+        .args(["--quick", "--secs", "0.05", "--sizes", "64,4096"])
+        .args(["--placements", "unpinned", "--no-e2e", "--out-dir"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so a hung run can be stopped with its children.
+        .process_group(0)
+        .spawn()
+        .expect("shm-bench starts");
+    let pid = child.id();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for shm-bench") {
+            break status;
+        }
+        if start.elapsed() > LIMIT {
+            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            let _ = child.wait();
+            let left = remove_leftovers(pid);
+            panic!("shm-bench did not finish within {LIMIT:?} (removed {left:x?})");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().expect("collect output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let leaked = remove_leftovers(pid);
+    assert!(status.success(), "shm-bench failed: {stderr}");
+    assert!(leaked.is_empty(), "objects left at keys {leaked:x?}");
+
+    for mech in [
+        "ring",
+        "pipe-write",
+        "pipe-buffered",
+        "unix-socket",
+        "lockstep-shm",
+    ] {
+        for size in ["64 B", "4 KiB"] {
+            let row = stdout
+                .lines()
+                .find(|l| l.starts_with(&format!("{mech} ")) && l.contains(size));
+            assert!(row.is_some(), "no {mech} {size} row in:\n{stdout}");
+        }
+    }
+    assert!(stdout.contains("ring 2w x 2r"), "no 2 x 2 row:\n{stdout}");
+    assert!(
+        stdout.contains("ring-spin50us"),
+        "no latency section:\n{stdout}"
+    );
+
+    let csv = std::fs::read_to_string(dir.join("latest.csv")).expect("CSV written");
+    assert!(csv.lines().count() > 10, "CSV too short:\n{csv}");
+    let json = std::fs::read_to_string(dir.join("latest.json")).expect("JSON written");
+    assert!(json.trim_start().starts_with('{') && json.contains("\"rows\""));
+    let svg = std::fs::read_to_string(dir.join("throughput.svg")).expect("SVG written");
+    assert!(svg.contains("<svg"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
