@@ -136,23 +136,9 @@ impl FrameHeader {
 
     /// Checks the stored checksum of header bytes `b` against `payload`.
     pub fn verify(b: &[u8; FRAME_HEADER_SIZE], payload: &[u8]) -> Result<(), FrameError> {
-        FrameHeader::check(
-            b,
-            checksum::crc32c_append(FrameHeader::header_crc(b), payload),
-        )
-    }
-
-    /// The CRC-32C of header bytes 0..28 (everything but the crc field): the start
-    /// of the frame's checksum, to be continued over the payload.
-    pub fn header_crc(b: &[u8; FRAME_HEADER_SIZE]) -> u32 {
-        let a = Aligned(*b);
-        checksum::crc32c(&a.0[0..28])
-    }
-
-    /// Compares the checksum `computed` over the header and payload (see
-    /// [`FrameHeader::header_crc`]) with the one stored in header bytes `b`.
-    pub fn check(b: &[u8; FRAME_HEADER_SIZE], computed: u32) -> Result<(), FrameError> {
         let stored = u32::from_le_bytes([b[28], b[29], b[30], b[31]]);
+        let head = Aligned(*b);
+        let computed = checksum::crc32c_append(checksum::crc32c(&head.0[0..28]), payload);
         if stored == computed {
             Ok(())
         } else {
