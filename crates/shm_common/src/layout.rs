@@ -42,6 +42,13 @@ pub const MAX_SLOT_SIZE: u32 = 1 << 30;
 pub const DEFAULT_SLOTS: u32 = default_slots(DEFAULT_SLOT_SIZE);
 /// See [`DEFAULT_SLOTS`].
 pub const DEFAULT_SLOT_SIZE: u32 = 64 * 1024;
+/// Default slot size of a `--lines` (message) session. Every line is its own frame,
+/// so what counts is the ring's depth in frames (see [`default_slots`]): 8 KiB slots
+/// give 512 of them in 4 MiB. Two million 31-byte lines, one writer to one reader,
+/// took 0.27-0.31 s with 8 KiB slots and 2.0 s with 64 slots of 64 KiB. Lines up to
+/// 8160 bytes still travel as one frame, like the 8192-byte default message of POSIX
+/// message queues.
+pub const DEFAULT_LINES_SLOT_SIZE: u32 = 8 * 1024;
 /// The ring size [`default_slots`] aims at.
 pub const DEFAULT_RING_BYTES: u32 = 4 << 20;
 

@@ -27,9 +27,9 @@ struct Args {
     #[arg(long, value_parser = cli::parse_count)]
     slots: Option<u32>,
     /// Bytes per slot including the 32-byte frame header, if this writer creates the
-    /// ring: a multiple of 64 (K/M suffixes).
-    #[arg(long, default_value = "64K", value_parser = cli::parse_size)]
-    slot_size: u32,
+    /// ring: a multiple of 64 (K/M suffixes). Default 64K, or 8K with --lines.
+    #[arg(long, value_parser = cli::parse_size)]
+    slot_size: Option<u32>,
     /// Most frames taken or published per semop.
     #[arg(long, default_value_t = shm_common::ring::DEFAULT_MAX_BATCH, value_parser = cli::parse_batch)]
     batch: u32,
@@ -69,8 +69,13 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
         Some(k) => k,
         None => IpcKey::default_for_user()?,
     };
-    let slots = args.slots.unwrap_or(layout::default_slots(args.slot_size));
-    let geometry = Geometry::new(slots, args.slot_size)?;
+    let slot_size = args.slot_size.unwrap_or(if args.lines {
+        layout::DEFAULT_LINES_SLOT_SIZE
+    } else {
+        layout::DEFAULT_SLOT_SIZE
+    });
+    let slots = args.slots.unwrap_or(layout::default_slots(slot_size));
+    let geometry = Geometry::new(slots, slot_size)?;
     if args.explain {
         shm_common::trace::enable("writer");
     }
