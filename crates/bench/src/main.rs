@@ -35,12 +35,13 @@ struct Args {
     /// Repetitions per cell; the median run is reported (default 3; quick 1).
     #[arg(long)]
     reps: Option<usize>,
-    /// Ring: most frames per semop.
-    #[arg(long, default_value_t = shm_common::ring::DEFAULT_MAX_BATCH)]
+    /// Ring: most frames per semop (1..=32767).
+    #[arg(long, default_value_t = shm_common::ring::DEFAULT_MAX_BATCH,
+          value_parser = shm_common::cli::parse_batch)]
     batch: u32,
-    /// Ring: slot count for every frame size (default: the library's default for the
-    /// slot size, as many as fit in 4 MiB, between 16 and 4096).
-    #[arg(long)]
+    /// Ring: slot count for every frame size, 1..=32767 (default: the library's
+    /// default for the slot size, as many as fit in 4 MiB, between 16 and 4096).
+    #[arg(long, value_parser = parse_slots)]
     slots: Option<u32>,
     /// Where the CSV, JSON and SVG go.
     #[arg(long, default_value = "bench-results")]
@@ -140,6 +141,14 @@ fn machine() -> Vec<(&'static str, String)> {
 
 fn progress(msg: &str) {
     eprintln!("shm-bench: {msg}");
+}
+
+/// `--slots`, checked here so that a bad value stops the run before any child starts.
+fn parse_slots(text: &str) -> Result<u32, String> {
+    let n = shm_common::cli::parse_count(text).map_err(|e| e.to_string())?;
+    shm_common::layout::Geometry::new(n, 64)
+        .map(|_| n)
+        .map_err(|e| e.to_string())
 }
 
 fn run(args: &Args) -> Res<()> {
