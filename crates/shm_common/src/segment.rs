@@ -471,8 +471,9 @@ impl Drop for Segment {
 }
 
 /// The private buffer [`Segment::crc32c_append`] checksums through: half the L1 data
-/// cache of current x86 cores, so each chunk is checksummed while it is hot.
-pub const CRC_CHUNK: usize = 24 << 10;
+/// cache of current x86 cores, so each chunk is checksummed while it is hot. (4 KiB
+/// and 24 KiB measured the same end to end, two rounds side by side.)
+const CRC_CHUNK: usize = 24 << 10;
 
 /// Whether `errno` from a lookup means "that id is gone".
 pub(crate) fn gone(e: &sys::SysError) -> bool {
