@@ -100,14 +100,18 @@ pub fn finish(name: &str, result: Result<Summary>, quiet: bool) -> u8 {
             }
             exit::OK
         }
-        Err(e) => {
-            eprintln!("{name}: error: {e}");
-            if let Some(h) = e.hint() {
-                eprintln!("{name}: hint: {h}");
-            }
-            e.exit_code()
-        }
+        Err(e) => report(name, &e),
     }
+}
+
+/// Prints `NAME: error: ...` and, if the error has one, `NAME: hint: ...` on stderr;
+/// returns the error's exit code.
+fn report(name: &str, e: &Error) -> u8 {
+    eprintln!("{name}: error: {e}");
+    if let Some(h) = e.hint() {
+        eprintln!("{name}: hint: {h}");
+    }
+    e.exit_code()
 }
 
 /// Routes SIGINT, SIGTERM and SIGHUP (ctrlc's `termination` feature) to
@@ -140,13 +144,7 @@ pub fn remove(name: &str, key: Option<crate::key::IpcKey>, quiet: bool) -> u8 {
             }
             exit::OK
         }
-        Err(e) => {
-            eprintln!("{name}: error: {e}");
-            if let Some(h) = e.hint() {
-                eprintln!("{name}: hint: {h}");
-            }
-            e.exit_code()
-        }
+        Err(e) => report(name, &e),
     }
 }
 

@@ -43,32 +43,13 @@ pub struct SegmentStat {
 /// Looks up the id of the segment at `key` without attaching (`shmget(key, 0, 0)`).
 /// Returns `Ok(None)` when there is none.
 pub fn find(key: IpcKey) -> Result<Option<i32>> {
-    match shm::shmget(key.raw(), 0, 0) {
-        Ok(id) => {
-            if trace::enabled() {
-                trace::call(
-                    false,
-                    &format!("shmget({key}, 0, 0)"),
-                    &format!("shmid {id}"),
-                    "look up the segment at our key",
-                );
-            }
-            Ok(Some(id))
-        }
-        Err(e) if e.errno() == libc::ENOENT => {
-            if trace::enabled() {
-                // Hot: a reader started first repeats this until its writer comes.
-                trace::call(
-                    true,
-                    &format!("shmget({key}, 0, 0)"),
-                    "-1 (ENOENT)",
-                    "no segment at our key (yet)",
-                );
-            }
-            Ok(None)
-        }
-        Err(e) => Err(Error::sys(key, e)),
-    }
+    crate::key::lookup(
+        key,
+        &format!("shmget({key}, 0, 0)"),
+        "segment",
+        "shmid",
+        shm::shmget(key.raw(), 0, 0),
+    )
 }
 
 /// `shmctl(IPC_STAT)` on a segment id.

@@ -70,32 +70,13 @@ pub struct SetStat {
 
 /// Looks up the id of the set at `key` (`semget(key, 0, 0)`); `Ok(None)` if none.
 pub fn find(key: IpcKey) -> Result<Option<i32>> {
-    match sem::semget(key.raw(), 0, 0) {
-        Ok(id) => {
-            if trace::enabled() {
-                trace::call(
-                    false,
-                    &format!("semget({key}, 0, 0)"),
-                    &format!("semid {id}"),
-                    "look up the semaphore set at our key",
-                );
-            }
-            Ok(Some(id))
-        }
-        Err(e) if e.errno() == libc::ENOENT => {
-            if trace::enabled() {
-                // Hot: a reader started first repeats this until its writer comes.
-                trace::call(
-                    true,
-                    &format!("semget({key}, 0, 0)"),
-                    "-1 (ENOENT)",
-                    "no semaphore set at our key (yet)",
-                );
-            }
-            Ok(None)
-        }
-        Err(e) => Err(Error::sys(key, e)),
-    }
+    crate::key::lookup(
+        key,
+        &format!("semget({key}, 0, 0)"),
+        "semaphore set",
+        "semid",
+        sem::semget(key.raw(), 0, 0),
+    )
 }
 
 /// `semctl(IPC_STAT)` on a set id.
