@@ -9,38 +9,6 @@ use crate::error::{Error, Result};
 use std::fmt;
 use std::path::Path;
 
-/// What `segment::find` and `semaphore::find` share: the result of
-/// `shmget`/`semget(key, 0, 0)` becomes `Some(id)`, `None` when nothing is at the key
-/// (ENOENT), or an error naming the key; under `--explain` the call is narrated
-/// (`call` is its C text, `object` what it looks for, `id_name` "shmid" or "semid").
-pub(crate) fn lookup(
-    key: IpcKey,
-    call: &str,
-    object: &str,
-    id_name: &str,
-    result: std::result::Result<i32, crate::sys::SysError>,
-) -> Result<Option<i32>> {
-    use crate::trace;
-    match result {
-        Ok(id) => {
-            if trace::enabled() {
-                let what = format!("look up the {object} at our key");
-                trace::call(false, call, &format!("{id_name} {id}"), &what);
-            }
-            Ok(Some(id))
-        }
-        Err(e) if e.errno() == libc::ENOENT => {
-            if trace::enabled() {
-                // Hot: a reader started first repeats this until its writer comes.
-                let what = format!("no {object} at our key (yet)");
-                trace::call(true, call, "-1 (ENOENT)", &what);
-            }
-            Ok(None)
-        }
-        Err(e) => Err(Error::sys(key, e)),
-    }
-}
-
 /// The `proj_id` byte we pass to `ftok`: `'S'` for "shared memory ring".
 pub const FTOK_PROJECT: u8 = b'S';
 

@@ -17,6 +17,7 @@ pub mod frame;
 pub mod inspect;
 pub mod key;
 pub mod layout;
+mod objects;
 pub mod race;
 pub mod ring;
 pub mod segment;

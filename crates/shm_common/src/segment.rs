@@ -13,7 +13,7 @@
 use crate::checksum;
 use crate::error::{Error, Result};
 use crate::key::IpcKey;
-use crate::sys::{self, shm};
+use crate::sys::shm;
 use crate::trace;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64};
 
@@ -43,7 +43,7 @@ pub struct SegmentStat {
 /// Looks up the id of the segment at `key` without attaching (`shmget(key, 0, 0)`).
 /// Returns `Ok(None)` when there is none.
 pub fn find(key: IpcKey) -> Result<Option<i32>> {
-    crate::key::lookup(
+    crate::objects::lookup(
         key,
         &format!("shmget({key}, 0, 0)"),
         "segment",
@@ -90,25 +90,12 @@ pub fn stat(key: IpcKey, shmid: i32) -> Result<SegmentStat> {
 /// Marks the segment `shmid` for removal (IPC_RMID). Used by the session's explicit
 /// removal step and by stale-object recovery; see [`Segment::remove`].
 pub fn remove_id(key: IpcKey, shmid: i32) -> Result<bool> {
-    let result = shm::remove(shmid);
-    if trace::enabled() {
-        let r = match &result {
-            Ok(()) => "0".to_string(),
-            Err(e) => format!("-1 ({})", e.source),
-        };
-        trace::call(
-            false,
-            &format!("shmctl({shmid}, IPC_RMID, NULL)"),
-            &r,
-            "remove the segment (freed when the last process detaches)",
-        );
-    }
-    match result {
-        Ok(()) => Ok(true),
-        // Someone else removed it first: there is nothing left to remove.
-        Err(e) if e.errno() == libc::EINVAL || e.errno() == libc::EIDRM => Ok(false),
-        Err(e) => Err(Error::sys(key, e)),
-    }
+    crate::objects::removal(
+        key,
+        &format!("shmctl({shmid}, IPC_RMID, NULL)"),
+        "remove the segment (freed when the last process detaches)",
+        shm::remove(shmid),
+    )
 }
 
 /// An attached segment. Detaches (`shmdt`) on drop; never removes on drop.
@@ -455,8 +442,3 @@ impl Drop for Segment {
 /// cache of current x86 cores, so each chunk is checksummed while it is hot. (4 KiB
 /// and 24 KiB measured the same end to end, two rounds side by side.)
 const CRC_CHUNK: usize = 24 << 10;
-
-/// Whether `errno` from a lookup means "that id is gone".
-pub(crate) fn gone(e: &sys::SysError) -> bool {
-    matches!(e.errno(), libc::EINVAL | libc::EIDRM)
-}

@@ -70,7 +70,7 @@ pub struct SetStat {
 
 /// Looks up the id of the set at `key` (`semget(key, 0, 0)`); `Ok(None)` if none.
 pub fn find(key: IpcKey) -> Result<Option<i32>> {
-    crate::key::lookup(
+    crate::objects::lookup(
         key,
         &format!("semget({key}, 0, 0)"),
         "semaphore set",
@@ -115,24 +115,12 @@ pub fn stat(key: IpcKey, semid: i32) -> Result<SetStat> {
 /// Removes the set `semid` (IPC_RMID). Immediate: sleepers wake with `EIDRM`.
 /// Returns whether there was anything to remove.
 pub fn remove_id(key: IpcKey, semid: i32) -> Result<bool> {
-    let result = sem::remove(semid);
-    if trace::enabled() {
-        let r = match &result {
-            Ok(()) => "0".to_string(),
-            Err(e) => format!("-1 ({})", e.source),
-        };
-        trace::call(
-            false,
-            &format!("semctl({semid}, 0, IPC_RMID)"),
-            &r,
-            "remove the semaphore set; anyone still waiting wakes with EIDRM",
-        );
-    }
-    match result {
-        Ok(()) => Ok(true),
-        Err(e) if e.errno() == libc::EINVAL || e.errno() == libc::EIDRM => Ok(false),
-        Err(e) => Err(Error::sys(key, e)),
-    }
+    crate::objects::removal(
+        key,
+        &format!("semctl({semid}, 0, IPC_RMID)"),
+        "remove the semaphore set; anyone still waiting wakes with EIDRM",
+        sem::remove(semid),
+    )
 }
 
 /// A semaphore set found or created at a key. Holds no kernel resource of its own
@@ -300,7 +288,7 @@ impl SemaphoreSet {
             Ok(()) => Ok(Wait::Done),
             Err(e) if matches!(e.errno(), libc::EAGAIN | libc::EINTR) => Ok(Wait::NotYet),
             // EINVAL after a successful open means the id no longer exists.
-            Err(e) if matches!(e.errno(), libc::EIDRM | libc::EINVAL) => Err(Error::PeerGone {
+            Err(e) if crate::objects::gone(&e) => Err(Error::PeerGone {
                 key: self.key,
                 detail: format!("the semaphore set was removed while we waited ({})", e.call),
             }),
@@ -397,7 +385,7 @@ impl SemaphoreSet {
     }
 
     fn gone_or(&self, e: crate::sys::SysError) -> Error {
-        if crate::segment::gone(&e) {
+        if crate::objects::gone(&e) {
             Error::PeerGone {
                 key: self.key,
                 detail: format!("the semaphore set was removed ({})", e.call),
