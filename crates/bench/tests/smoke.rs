@@ -55,12 +55,19 @@ fn remove_leftovers(pid: u32) -> Vec<i64> {
 fn quick_run_writes_every_section_and_leaves_nothing() {
     let dir = std::env::temp_dir().join(format!("shm-bench-smoke-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("make the output directory");
+    // Output goes to files, not pipes: a pipe nobody reads while we poll for the exit
+    // would stall the harness once its output outgrew the pipe buffer.
+    let (out_path, err_path) = (dir.join("stdout.txt"), dir.join("stderr.txt"));
+    let out_file = std::fs::File::create(&out_path).expect("stdout file");
+    let err_file = std::fs::File::create(&err_path).expect("stderr file");
     let mut child = Command::new(env!("CARGO_BIN_EXE_shm-bench"))
         .args(["--quick", "--secs", "0.05", "--sizes", "64,4096"])
         .args(["--placements", "unpinned", "--no-e2e", "--out-dir"])
         .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .stdout(out_file)
+        .stderr(err_file)
         // Its own process group, so a hung run can be stopped with its children.
         .process_group(0)
         .spawn()
@@ -79,9 +86,8 @@ fn quick_run_writes_every_section_and_leaves_nothing() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let out = child.wait_with_output().expect("collect output");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
     let leaked = remove_leftovers(pid);
     assert!(status.success(), "shm-bench failed: {stderr}");
     assert!(leaked.is_empty(), "objects left at keys {leaked:x?}");
