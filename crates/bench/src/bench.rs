@@ -238,8 +238,8 @@ pub fn latency_once(
     let scratch = Scratch::new("ping")?;
     let mut specs = Vec::new();
     let (k1, k2) = (fresh_key()?, fresh_key()?);
+    guard.0.extend([k1, k2]);
     let (p1, p2) = if mech == Mech::Ring {
-        guard.0.extend([k1, k2]);
         (None, None)
     } else {
         (Some(scratch.fifo("ping")?), Some(scratch.fifo("pong")?))

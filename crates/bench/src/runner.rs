@@ -3,6 +3,7 @@
 //! collects their `result` lines.
 
 use crate::child::Res;
+use shm_cli::keys::{ClaimedKey, Range};
 use shm_common::segment;
 use shm_common::semaphore;
 use shm_common::IpcKey;
@@ -11,23 +12,32 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
-static NEXT_KEY: AtomicU32 = AtomicU32::new(0);
+static NEXT_SCRATCH: AtomicU32 = AtomicU32::new(0);
 
-/// A key no other run (of ours or of anyone else's bench) uses: 0x7B, then 12 bits of
-/// our pid, then a 12-bit counter.
+/// Claims held by this run, released by the [`KeyGuard`] that owns the key.
+static CLAIMS: Mutex<Vec<ClaimedKey>> = Mutex::new(Vec::new());
+
+/// A key no other run (of ours, of another benchmark or of a test suite) uses: one
+/// of the bench range (`0x7e4xxxxx`, `shm_cli::keys`), claimed until the guard that
+/// holds it drops.
 pub fn fresh_key() -> Res<IpcKey> {
-    let n = NEXT_KEY.fetch_add(1, Ordering::Relaxed) & 0xfff;
-    let pid = std::process::id() & 0xfff;
-    Ok(IpcKey::new((0x7B00_0000 | (pid << 12) | n) as libc::key_t)?)
+    let claim = shm_cli::keys::claim(Range::BENCH)?;
+    let key = claim.key();
+    CLAIMS
+        .lock()
+        .map_err(|_| "key claims poisoned")?
+        .push(claim);
+    Ok(key)
 }
 
 /// Removes whatever segment and semaphore set are at its keys when dropped, after
 /// the children are gone: on success the last ring peer has usually removed them
 /// already, on error (or for the lock-step baseline, which has no session) this is
-/// what cleans up. The keys are fresh and ours alone, so plain IPC_RMID is safe.
+/// what cleans up. The keys are claimed for this run alone, so plain IPC_RMID is
+/// safe; then the claims are released.
 #[derive(Debug, Default)]
 pub struct KeyGuard(pub Vec<IpcKey>);
 
@@ -41,6 +51,9 @@ impl Drop for KeyGuard {
                 let _ = segment::remove_id(k, id);
             }
         }
+        if let Ok(mut claims) = CLAIMS.lock() {
+            claims.retain(|c| !self.0.contains(&c.key()));
+        }
     }
 }
 
@@ -51,7 +64,7 @@ pub struct Scratch(pub PathBuf);
 impl Scratch {
     /// A new directory under the system temp dir.
     pub fn new(tag: &str) -> Res<Scratch> {
-        let n = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
+        let n = NEXT_SCRATCH.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("shm-bench-{}-{tag}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         Ok(Scratch(dir))
