@@ -197,19 +197,32 @@ impl<'a> Producer<'a> {
         let seg = self.s.segment();
         let (mut used, mut bytes) = (0u32, 0u64);
         let mut failure = None;
-        while used < k {
+        let mut at_end = false;
+        while used < k && !at_end {
             let at = g.slot_offset((head + used) % g.slots);
-            let n = match seg.read_from_fd(at + FRAME_HEADER_SIZE, cap, fd.as_raw_fd()) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) => {
-                    failure = Some(Error::Io {
-                        what: "reading the input".into(),
-                        source: e,
-                    });
-                    break;
+            // Fill the slot: read again after a short read, until the slot is full or
+            // the file ends (a regular file reads short only at its end, but that is
+            // the file system's promise, not ours to rely on for the framing).
+            let mut n = 0;
+            while n < cap {
+                match seg.read_from_fd(at + FRAME_HEADER_SIZE + n, cap - n, fd.as_raw_fd()) {
+                    Ok(0) => {
+                        at_end = true;
+                        break;
+                    }
+                    Ok(got) => n += got,
+                    Err(e) => {
+                        failure = Some(Error::Io {
+                            what: "reading the input".into(),
+                            source: e,
+                        });
+                        break;
+                    }
                 }
-            };
+            }
+            if n == 0 || failure.is_some() {
+                break;
+            }
             let h = FrameHeader {
                 len: n as u32,
                 kind: Kind::Data,
@@ -231,10 +244,6 @@ impl<'a> Producer<'a> {
             }
             used += 1;
             bytes += n as u64;
-            if n < cap {
-                // A short read: the file ended (or will say so on the next read).
-                break;
-            }
         }
         self.publish_some(head, k, used, used, bytes, None, None)?;
         self.seq += u64::from(used);
