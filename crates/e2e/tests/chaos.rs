@@ -8,10 +8,11 @@
 //! schedule; `CHAOS_ONLY=i` replays run `i` of a seed alone. The seed is printed first
 //! and in the summary line, so any failure reproduces with
 //! `CHAOS_SEED=<seed> CHAOS_ONLY=<run> cargo test -p e2e --test chaos -- --nocapture`.
-mod common;
-use common::*;
+mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use support::scenario::*;
+use support::*;
 
 struct Rng(u64);
 
@@ -148,7 +149,8 @@ fn draw(rng: &mut Rng) -> Run {
         Point::EndOfStream => {
             p.delay_us = rng.below(3_000);
             if side == Side::Writer {
-                // The whole stream and its FINAL frame must fit in the ring.
+                // The whole stream and its FINAL frame must fit in the ring: the
+                // scenario feeds it from a regular file, read in whole slots.
                 p.slots = p.slots.max(2);
                 p.len = p.len.clamp(1, (p.slots as usize - 1) * payload);
             } else {
@@ -182,10 +184,10 @@ fn execute(run: &Run, recovered: &mut u64) {
             } else {
                 None
             };
-            let (w, _feed) = spawn_fed(wc, data.clone());
+            let w = Proc::spawn_fed(wc, data.clone());
             let r = r.unwrap_or_else(|| Proc::spawn(k.reader(), std::process::Stdio::null()));
-            let wf = wait_tagged(w, TIMEOUT, "clean writer");
-            let rf = wait_tagged(r, TIMEOUT, "clean reader");
+            let wf = w.wait_ctx(TIMEOUT, "clean writer");
+            let rf = r.wait_ctx(TIMEOUT, "clean reader");
             assert_eq!(wf.code(), Some(0), "CODE: clean writer: {}", wf.stderr);
             assert_eq!(rf.code(), Some(0), "CODE: clean reader: {}", rf.stderr);
             assert!(
@@ -272,11 +274,7 @@ fn chaos_schedule() {
         match result {
             Ok(()) => println!("run {i}: ok in {:.2?}: {run:?}", t.elapsed()),
             Err(e) => {
-                let msg = e
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".into());
+                let msg = panic_text(&*e);
                 if msg.starts_with("HANG")
                     || msg.starts_with("SLOW")
                     || msg.contains("did not exit within")

@@ -13,15 +13,10 @@
 //! - narration goes to stderr only: stdout stays byte-identical to the input;
 //! - where `strace` is installed, the narrated calls are compared call for call (ids,
 //!   arguments, flags, results, order) with the system calls `strace` records.
-// `common` is shared with the other suites; its own lints are not this file's to fix.
-#[allow(unused_imports, clippy::collapsible_if)]
-mod common;
-use common::*;
+mod support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-const SOON: Duration = Duration::from_secs(10);
-const LONG: Duration = Duration::from_secs(180);
+use support::*;
 
 /// Member names of the semaphore set, in index order (PROTOCOL.md §3): the names the
 /// narration uses, to map them to strace's member numbers.
@@ -265,11 +260,11 @@ fn live_session_ids_and_attach_addresses_match_the_kernel() {
     let k = TestKey::new();
     let mut w = k.writer();
     w.arg("--explain");
-    let mut writer = Live::spawn(w, Stdio::piped());
+    let mut writer = Proc::spawn(w, Stdio::piped());
     writer.wait_stderr(SOON, "shmat(");
     let mut r = k.reader();
     r.arg("--explain");
-    let mut reader = Live::spawn(r, Stdio::null());
+    let mut reader = Proc::spawn(r, Stdio::null());
     reader.wait_stderr(SOON, "joined key");
 
     let wcalls = narrated(&writer.stderr_text(), "writer");
@@ -313,8 +308,7 @@ fn live_session_ids_and_attach_addresses_match_the_kernel() {
     }
 
     let data = pseudo_random(300_000, 6);
-    writer.send(&data);
-    writer.close_stdin();
+    writer.feed_in_background(data.clone());
     let rf = reader.wait(SOON);
     let wf = writer.wait(SOON);
     assert_eq!(wf.code(), Some(0), "writer: {}", wf.stderr);
@@ -362,7 +356,7 @@ fn long_stream_is_summarised_not_one_line_per_message() {
     let output = temp_path();
     let mut r = k.reader();
     r.arg("--explain");
-    let reader = spawn_stdout_to(
+    let reader = Proc::spawn_to_file(
         r,
         Stdio::null(),
         std::fs::File::create(&output.path).expect("create output"),
@@ -440,20 +434,6 @@ fn narration_goes_to_stderr_never_into_the_data() {
 // ---------------------------------------------------------------------------
 // Against strace: the narration, call for call.
 // ---------------------------------------------------------------------------
-
-/// Whether `strace` is installed and allowed to trace here.
-fn strace_works() -> bool {
-    let ok = Command::new("strace")
-        .args(["-f", "-o", "/dev/null", "true"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("skipped: strace is not installed or cannot trace here");
-    }
-    ok
-}
 
 /// `strace -f -e trace=ipc -o LOG BIN --key K ARGS...`.
 fn traced(bin_name: &str, k: &TestKey, log: &std::path::Path, args: &[&str]) -> Command {
@@ -587,7 +567,7 @@ fn strace_calls(log: &std::path::Path) -> Vec<String> {
 /// Runs a short persist session under strace and returns, for the writer and the
 /// reader, (narrated calls, strace calls).
 fn traced_persist_session() -> Option<[(Vec<String>, Vec<String>); 2]> {
-    if !strace_works() {
+    if !require_strace("compare the narration with the calls strace records") {
         return None;
     }
     let k = TestKey::new();
@@ -655,7 +635,7 @@ fn check_accounted(who: &str, f: &Finished, log: &std::path::Path) {
 
 /// A long stream under strace; the writer starts first unless `reader_first`.
 fn traced_stream(reader_first: bool) {
-    if !strace_works() {
+    if !require_strace("compare the narration with the calls strace records") {
         return;
     }
     let k = TestKey::new();
@@ -670,19 +650,19 @@ fn traced_stream(reader_first: bool) {
         &wlog.path,
         &["--explain", "--slot-size", "4K"],
     );
-    let (reader, writer, feeder);
+    let (reader, writer);
     if reader_first {
         reader = Proc::spawn(rcmd, Stdio::null());
+        // Let it look for its writer a few times (each failed lookup is narrated).
         std::thread::sleep(Duration::from_millis(300));
-        (writer, feeder) = spawn_fed(wcmd, data.clone());
+        writer = Proc::spawn_fed(wcmd, data.clone());
     } else {
-        (writer, feeder) = spawn_fed(wcmd, data.clone());
+        writer = Proc::spawn_fed(wcmd, data.clone());
         wait_until(SOON, "the writer's objects", || k.in_ipcs() == (true, true));
         reader = Proc::spawn(rcmd, Stdio::null());
     }
     let wf = writer.wait(LONG);
     let rf = reader.wait(LONG);
-    let _ = feeder.join();
     assert_eq!(wf.code(), Some(0), "writer: {}", wf.stderr);
     assert_eq!(rf.code(), Some(0), "reader: {}", rf.stderr);
     assert!(rf.stdout == data, "reader stdout is not the input");

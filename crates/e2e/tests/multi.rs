@@ -17,16 +17,13 @@
 //! Every line is self-describing: `w<test id> <seq> <padding>\n`, with the padding a
 //! deterministic function of (id, seq), so each delivered frame can be checked byte
 //! for byte and placed in its writer's stream.
-mod common;
-use common::*;
+mod support;
 use std::collections::HashSet;
 use std::io::Write;
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-const SOON: Duration = Duration::from_secs(10);
-const LONG: Duration = Duration::from_secs(120);
+use support::*;
 
 /// Deterministic length of line `seq` of writer `id`: mostly short, some medium,
 /// a few long (`long_max` bounds the padding).
@@ -236,7 +233,7 @@ fn reported_messages(stderr: &str) -> Option<u64> {
 
 /// Starts `n` `--lines` writers one after the other, each waiting for its
 /// created/joined note, so that writer i (1-based) gets id i. Stdin is piped.
-fn start_writers(k: &TestKey, n: u32, extra: &[&str], files: Option<&[TempFile]>) -> Vec<Live> {
+fn start_writers(k: &TestKey, n: u32, extra: &[&str], files: Option<&[TempFile]>) -> Vec<Proc> {
     let mut ws = Vec::new();
     for i in 1..=n {
         let mut c = k.writer();
@@ -248,7 +245,7 @@ fn start_writers(k: &TestKey, n: u32, extra: &[&str], files: Option<&[TempFile]>
             }
             None => Stdio::piped(),
         };
-        let mut w = Live::spawn(c, stdin);
+        let mut w = Proc::spawn(c, stdin);
         if i == 1 {
             w.wait_stderr(SOON, "created key");
         } else {
@@ -259,21 +256,14 @@ fn start_writers(k: &TestKey, n: u32, extra: &[&str], files: Option<&[TempFile]>
     ws
 }
 
-fn start_readers(k: &TestKey, n: usize) -> Vec<Live> {
+fn start_readers(k: &TestKey, n: usize) -> Vec<Proc> {
     (0..n)
         .map(|_| {
             let mut c = k.reader();
             c.arg("--tag");
-            Live::spawn(c, Stdio::null())
+            Proc::spawn(c, Stdio::null())
         })
         .collect()
-}
-
-fn feed(w: &mut Live, data: Vec<u8>) -> std::thread::JoinHandle<()> {
-    let mut stdin = w.take_stdin();
-    std::thread::spawn(move || {
-        stdin.write_all(&data).expect("feed writer");
-    })
 }
 
 // ----------------------------------------------------------------------------------
@@ -290,17 +280,12 @@ fn three_writers_three_readers_102k_whole_lines() {
     let streams: std::collections::BTreeMap<u32, Vec<u8>> = (1..=3)
         .map(|id| (id, lines(id, 0, PER, long_max)))
         .collect();
-    let feeders: Vec<_> = writers
-        .iter_mut()
-        .zip(1..)
-        .map(|(w, id)| feed(w, streams[&id].clone()))
-        .collect();
+    for (w, id) in writers.iter_mut().zip(1..) {
+        w.feed_in_background(streams[&id].clone());
+    }
     readers[0].wait_stdout(SOON, "first lines", |o| !o.is_empty());
     readers.extend(start_readers(&k, 2));
     let t0 = Instant::now();
-    for f in feeders {
-        f.join().expect("feeder");
-    }
     let wf: Vec<Finished> = writers.into_iter().map(|w| w.wait(LONG)).collect();
     let rf: Vec<Finished> = readers.into_iter().map(|r| r.wait(LONG)).collect();
     for (i, f) in wf.iter().enumerate() {
@@ -398,18 +383,13 @@ fn two_writers_four_readers_joining_at_different_times() {
         .map(|id| (id, lines(id, 0, PER, long_max)))
         .collect();
     let mut readers = start_readers(&k, 2);
-    let feeders: Vec<_> = writers
-        .iter_mut()
-        .zip(1..)
-        .map(|(w, id)| feed(w, streams[&id].clone()))
-        .collect();
+    for (w, id) in writers.iter_mut().zip(1..) {
+        w.feed_in_background(streams[&id].clone());
+    }
     readers[0].wait_stdout(SOON, "first lines", |o| o.len() > 10_000);
     readers.extend(start_readers(&k, 1));
     std::thread::sleep(Duration::from_millis(100));
     readers.extend(start_readers(&k, 1));
-    for f in feeders {
-        f.join().expect("feeder");
-    }
     let wf: Vec<Finished> = writers.into_iter().map(|w| w.wait(LONG)).collect();
     let rf: Vec<Finished> = readers.into_iter().map(|r| r.wait(LONG)).collect();
     for (i, f) in wf.iter().enumerate() {
@@ -439,8 +419,8 @@ fn writers_ending_together_still_end_the_stream() {
         let k = TestKey::new();
         let mut writers = start_writers(&k, 2, &[], None);
         let mut readers = start_readers(&k, 1);
-        writers[0].send(b"w1 000000 a\n");
-        writers[1].send(b"w2 000000 b\n");
+        writers[0].feed(b"w1 000000 a\n");
+        writers[1].feed(b"w2 000000 b\n");
         readers[0].wait_stdout(SOON, "both lines", |o| {
             o.iter().filter(|&&b| b == b'\n').count() == 2
         });
@@ -471,7 +451,7 @@ fn writers_ending_together_still_end_the_stream() {
 fn byte_stream_and_lines_writers_do_not_mix() {
     // A byte-stream session refuses a --lines writer ...
     let k = TestKey::new();
-    let mut w1 = Live::spawn(k.writer(), Stdio::piped());
+    let mut w1 = Proc::spawn(k.writer(), Stdio::piped());
     w1.wait_stderr(SOON, "created key");
     let mut c = k.writer();
     c.arg("--lines");
@@ -483,7 +463,7 @@ fn byte_stream_and_lines_writers_do_not_mix() {
         w2.stderr
     );
     assert!(w2.stderr.contains(&k.arg()), "names the key: {}", w2.stderr);
-    w1.send(b"byte stream\n");
+    w1.feed(b"byte stream\n");
     w1.close_stdin();
     let r = Proc::spawn(k.reader(), Stdio::null()).wait(TIMEOUT);
     let w = w1.wait(TIMEOUT);
@@ -509,7 +489,7 @@ fn byte_stream_and_lines_writers_do_not_mix() {
         w2.stderr
     );
     let mut w1 = ws.pop().expect("writer");
-    w1.send(b"w1 000000 x\n");
+    w1.feed(b"w1 000000 x\n");
     w1.close_stdin();
     let mut rc = k.reader();
     rc.arg("--tag");
@@ -571,20 +551,20 @@ fn kill_9_of_one_writer_others_finish_readers_report_it() {
     let mut gos = Vec::new();
     let mut feeders = Vec::new();
     for (w, id) in writers.iter_mut().zip(1u32..) {
-        let mut stdin = w.take_stdin();
+        let mut stdin = w.hold_stdin().expect("piped stdin");
         let (go_tx, go_rx) = mpsc::channel::<bool>();
+        let (done_tx, done_rx) = mpsc::channel::<std::io::Result<()>>();
         gos.push(go_tx);
-        feeders.push(std::thread::spawn(move || {
-            stdin
-                .write_all(&lines(id, 0, HALF, long_max))
-                .expect("first half");
-            if go_rx.recv().unwrap_or(false) {
-                stdin
-                    .write_all(&lines(id, HALF, PER, long_max))
-                    .expect("second half");
+        feeders.push(done_rx);
+        std::thread::spawn(move || {
+            let mut r = stdin.write_all(&lines(id, 0, HALF, long_max));
+            if r.is_ok() && go_rx.recv().unwrap_or(false) {
+                r = stdin.write_all(&lines(id, HALF, PER, long_max));
             }
             // Dropping stdin ends this writer's input (the victim is dead by then).
-        }));
+            drop(stdin);
+            let _ = done_tx.send(r);
+        });
     }
     // Wait until the victim's last line of the first half has been delivered: then
     // everything it published is out of the ring, and it sits idle waiting for input.
@@ -611,8 +591,14 @@ fn kill_9_of_one_writer_others_finish_readers_report_it() {
     for (go, id) in gos.iter().zip(1u32..) {
         let _ = go.send(id != victim);
     }
-    for f in feeders {
-        f.join().expect("feeder");
+    for (f, id) in feeders.iter().zip(1u32..) {
+        match f.recv_timeout(LONG) {
+            Ok(r) => assert!(
+                r.is_ok() || id == victim,
+                "feeding writer {id} failed: {r:?}"
+            ),
+            Err(_) => panic!("HANG: writer {id} did not read its input within {LONG:?}"),
+        }
     }
     let wf: Vec<(u32, Finished)> = writers
         .into_iter()
@@ -746,7 +732,7 @@ fn a_writer_killed_after_its_end_does_not_end_the_stream_early() {
     let k = TestKey::new();
     let mut writers = start_writers(&k, 3, &[], None);
     for (w, id) in writers.iter_mut().zip(1u32..) {
-        w.send(format!("first line of writer {id}\n").as_bytes());
+        w.feed(format!("first line of writer {id}\n").as_bytes());
     }
     // C (writer 3) ends its input: it publishes END, then (no reader has joined yet,
     // no --persist) waits for one. Kill it there: ended, but never left.
@@ -757,7 +743,7 @@ fn a_writer_killed_after_its_end_does_not_end_the_stream_early() {
     // B ends while A is still sending: B must send END, not FINAL.
     writers[1].close_stdin();
     writers[1].wait_stderr(SOON, "waiting for a reader");
-    writers[0].send(b"last line of writer 1\n");
+    writers[0].feed(b"last line of writer 1\n");
     writers[0].close_stdin();
     let r = Proc::spawn(
         {
