@@ -275,11 +275,14 @@ impl Proc {
                 break s;
             }
             if start.elapsed() > limit {
+                // Where it is stuck, before it is gone: each thread's state and the
+                // kernel function it sleeps in.
+                let where_ = threads_of(self.pid());
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 self.pump();
                 panic!(
-                    "HANG: {ctx}{}process {} did not exit within {limit:?}; stderr:\n{}",
+                    "HANG: {ctx}{}process {} did not exit within {limit:?} (threads: {where_}); stderr:\n{}",
                     if ctx.is_empty() { "" } else { ": " },
                     self.child.id(),
                     self.stderr_text()
@@ -395,4 +398,23 @@ pub fn assert_ok(f: &Finished, who: &str) {
         f.describe(),
         f.stderr
     );
+}
+
+/// Each thread of `pid` as `tid:STATE:wchan`, from /proc (for hang reports).
+pub fn threads_of(pid: i32) -> String {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return "gone".into();
+    };
+    let mut out = Vec::new();
+    for t in dir.flatten() {
+        let tid = t.file_name().to_string_lossy().into_owned();
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.trim_start().chars().next())
+            .unwrap_or('?');
+        let wchan = std::fs::read_to_string(t.path().join("wchan")).unwrap_or_default();
+        out.push(format!("{tid}:{state}:{wchan}"));
+    }
+    out.join(", ")
 }

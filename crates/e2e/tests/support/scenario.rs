@@ -555,12 +555,16 @@ fn empty_ring(run: &Run, victim: Side) -> Report {
     let (k, plan, ctx) = (run.k, run.plan, run.ctx);
     let mut rep = Report::default();
     let mut w = Proc::spawn(run.writer(), Stdio::piped());
-    let r = Proc::spawn(k.reader(), Stdio::null());
+    let mut r = Proc::spawn(k.reader(), Stdio::null());
     let chunk = (run.data.len() / 2).max(1);
     w.feed(&run.data[..chunk]);
+    // Taken (the header's count), written out (what we received: a reader asleep in
+    // write(2) on its stdout is in state S too), and asleep with the ring empty.
     must(
         until(TIMEOUT, || {
+            r.pump();
             run.consumed() == chunk as u64
+                && r.out.len() == chunk
                 && run.sem(sem::FILLED) == Some(0)
                 && proc_state(r.pid()) == Some('S')
         }),
