@@ -10,7 +10,7 @@
 use crate::stats::{mono_ns, percentile, rusage};
 use shm_common::ring::{Batch, Consumer, Producer, Received};
 use shm_common::segment::{self, Segment};
-use shm_common::semaphore::{self, SemOp, SemaphoreSet, Wait};
+use shm_common::semaphore::{self, Applied, Patience, SemOp, SemaphoreSet, Why};
 use shm_common::session::{OpenOptions, Role, Session};
 use shm_common::{Geometry, IpcKey};
 use std::io::{BufRead, BufWriter, Read, Write};
@@ -307,7 +307,8 @@ fn lockstep_attach(key: IpcKey) -> Res<(Segment, SemaphoreSet)> {
 fn lockstep_op(sems: &SemaphoreSet, member: u16, delta: i16) -> Res<()> {
     for _ in 0..30 {
         let op = [SemOp::new(member, delta)];
-        if sems.apply(&op, Some(Duration::from_secs(1)), false, "lock-step", true)? == Wait::Done {
+        let wait = Patience::UpTo(Duration::from_secs(1));
+        if sems.apply(&op, wait, Why::per_message("lock-step"))? == Applied::Done {
             return Ok(());
         }
     }

@@ -37,7 +37,7 @@ struct Args {
     reps: Option<usize>,
     /// Ring: most frames per semop (1..=32767).
     #[arg(long, default_value_t = shm_common::ring::DEFAULT_MAX_BATCH,
-          value_parser = shm_common::cli::parse_batch)]
+          value_parser = shm_cli::parse::parse_batch)]
     batch: u32,
     /// Ring: slot count for every frame size, 1..=32767 (default: the library's
     /// default for the slot size, as many as fit in 4 MiB, between 16 and 4096).
@@ -145,7 +145,7 @@ fn progress(msg: &str) {
 
 /// `--slots`, checked here so that a bad value stops the run before any child starts.
 fn parse_slots(text: &str) -> Result<u32, String> {
-    let n = shm_common::cli::parse_count(text).map_err(|e| e.to_string())?;
+    let n = shm_cli::parse::parse_count(text).map_err(|e| e.to_string())?;
     shm_common::layout::Geometry::new(n, 64)
         .map(|_| n)
         .map_err(|e| e.to_string())
@@ -154,7 +154,7 @@ fn parse_slots(text: &str) -> Result<u32, String> {
 fn run(args: &Args) -> Res<()> {
     // Ctrl-C: the children die with it; we finish the current step's cleanup (the
     // key guards) and stop before the next one.
-    shm_common::cli::install_signal_handler()?;
+    shm_cli::signals::install()?;
     let quick = args.quick;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut placements = vec![Placement::Unpinned];

@@ -106,14 +106,19 @@ fn live_ring_ids_match_ipcs_and_a_blocked_writer_shows() {
     let guard = inspector_key();
     let key = guard.key;
     let _watchdog = Watchdog::new(key, Duration::from_secs(60));
-    let mut ws = open(key, Role::Writer, 4);
-    let (text, ipcs_shm, ipcs_sem) = std::thread::scope(|sc| {
-        let writer = sc.spawn(|| {
-            let mut p = Producer::new(&ws, 4, &quiet);
-            // Six frames into four slots: the writer blocks on FREE after four.
-            let payloads = vec![b"frame".as_slice(); 6];
-            p.send(&payloads)?;
-            p.finish()
+    let ws = open(key, Role::Writer, 4);
+    // The writer's session goes to its own thread (a Session is used by one thread
+    // at a time) and comes back with the result.
+    let (mut ws, text, ipcs_shm, ipcs_sem) = std::thread::scope(|sc| {
+        let writer = sc.spawn(move || {
+            let result = (|| {
+                let mut p = Producer::new(&ws, 4, &quiet);
+                // Six frames into four slots: the writer blocks on FREE after four.
+                let payloads = vec![b"frame".as_slice(); 6];
+                p.send(&payloads)?;
+                p.finish()
+            })();
+            (ws, result)
         });
         let text = eventually(Duration::from_secs(20), || {
             let t = inspect(&guard.arg(), &["--plain"]);
@@ -137,8 +142,9 @@ fn live_ring_ids_match_ipcs_and_a_blocked_writer_shows() {
             assert_eq!(frames, 6);
         }
         rs.leave(true).expect("reader leave");
-        writer.join().expect("writer thread").expect("writer");
-        (text, ids.0, ids.1)
+        let (ws, result) = writer.join().expect("writer thread");
+        result.expect("writer");
+        (ws, text, ids.0, ids.1)
     });
     let shmid = ws.segment().id();
     let semid = ws.semaphores().id();
@@ -232,16 +238,14 @@ fn nothing_at_the_key() {
 fn a_foreign_segment_and_set_are_reported_and_left_alone() {
     let guard = inspector_key();
     let key = guard.key;
-    let flags = libc::IPC_CREAT | libc::IPC_EXCL | 0o600;
     // Another program's segment: 8 KiB that starts with its own bytes.
-    let shmid = shm_common::sys::shm::shmget(key.raw(), 8192, flags).expect("shmget");
     let content = b"NOT OURS, hands off!";
-    {
-        let seg = Segment::attach(key, shmid).expect("attach");
-        seg.write_bytes(0, content).expect("write");
-    }
+    let shmid = foreign_segment(key, 8192, content);
     // And a 3-member semaphore set that nobody has operated on (sem_otime = 0).
-    let semid = shm_common::sys::sem::semget(key.raw(), 3, flags).expect("semget");
+    let semid = semaphore::SemaphoreSet::create_exclusive(key, &["A", "B", "C"], 0o600)
+        .expect("semget")
+        .expect("the key is free")
+        .id();
     let before = segment::stat(key, shmid).expect("stat");
 
     let text = inspect(&guard.arg(), &[]);
@@ -291,8 +295,7 @@ fn a_foreign_segment_and_set_are_reported_and_left_alone() {
 fn a_zeroed_segment_is_incomplete_not_foreign() {
     let guard = inspector_key();
     let key = guard.key;
-    let flags = libc::IPC_CREAT | libc::IPC_EXCL | 0o600;
-    shm_common::sys::shm::shmget(key.raw(), 8192, flags).expect("shmget");
+    foreign_segment(key, 8192, &[]);
     let text = inspect(&guard.arg(), &[]);
     assert_eq!(
         line(&text, "verdict:"),
@@ -306,8 +309,7 @@ fn a_zeroed_segment_is_incomplete_not_foreign() {
 fn a_small_zeroed_segment_is_foreign() {
     let guard = inspector_key();
     let key = guard.key;
-    let flags = libc::IPC_CREAT | libc::IPC_EXCL | 0o600;
-    shm_common::sys::shm::shmget(key.raw(), 100, flags).expect("shmget");
+    foreign_segment(key, 100, &[]);
     let text = inspect(&guard.arg(), &[]);
     assert_eq!(line(&text, "verdict:"), Some("verdict: foreign"), "{text}");
     let header = line(&text, "header:").expect("header line");
@@ -353,4 +355,16 @@ fn ipcs_id(which: &str, key: IpcKey) -> Option<i32> {
         let mut cols = l.split_whitespace();
         (cols.next()? == want).then(|| cols.next()?.parse().ok())?
     })
+}
+
+/// Creates a segment at `key` as another program would (zero-filled, then `content`
+/// at its start), detached again; returns its shmid.
+fn foreign_segment(key: IpcKey, size: usize, content: &[u8]) -> i32 {
+    let seg = Segment::create_exclusive(key, size, 0o600)
+        .expect("shmget")
+        .expect("the key is free");
+    if !content.is_empty() {
+        seg.write_bytes(0, content).expect("write");
+    }
+    seg.id()
 }

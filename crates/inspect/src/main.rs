@@ -1,9 +1,11 @@
 //! `shm-inspect`: shows what is at a System V key (segment, header, semaphore set,
-//! ring) without changing anything. All logic is in `shm_common::inspect`.
+//! ring) without changing anything. What it looks at comes from `shm_common::view`; how it is shown is in this crate.
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use shm_common::{cli, inspect, IpcKey};
+use shm_cli::{report, signals};
+use shm_common::IpcKey;
+use shm_inspect::{json, look_once, page, plain, watch};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -52,13 +54,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("shm-inspect: error: {e}");
-            if let Some(h) = e.hint() {
-                eprintln!("shm-inspect: hint: {h}");
-            }
-            ExitCode::from(e.exit_code())
-        }
+        Err(e) => ExitCode::from(report::error("shm-inspect", &e)),
     }
 }
 
@@ -79,8 +75,8 @@ fn run(args: &Args) -> shm_common::Result<()> {
                 reason: format!("{secs} is not between 0.05 and 3600 seconds"),
             });
         }
-        cli::install_signal_handler()?;
-        inspect::watch(
+        signals::install()?;
+        watch::watch(
             key,
             Duration::from_secs_f64(secs),
             args.width,
@@ -90,13 +86,13 @@ fn run(args: &Args) -> shm_common::Result<()> {
         .map_err(io)?;
         return Ok(());
     }
-    let report = inspect::look(key);
+    let report = look_once(key);
     let text = if args.json {
-        report.json()
+        json::json(&report)
     } else if args.plain || !std::io::stdout().is_terminal() {
-        report.plain()
+        plain::plain(&report)
     } else {
-        report.human(args.width)
+        page::page(&report, args.width)
     };
     out.write_all(text.as_bytes()).map_err(io)?;
     out.flush().map_err(io)

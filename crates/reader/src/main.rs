@@ -3,13 +3,14 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use shm_common::{cli, stream, IpcKey};
+use shm_cli::{exit, explain, parse, progress, report, signals};
+use shm_common::{stream, IpcKey};
 use std::process::ExitCode;
 
 /// Receive the stream a `writer` sends through a System V shared-memory segment and
 /// write it to standard output; waits for the writer if it has not started yet.
 #[derive(Parser, Debug)]
-#[command(version, after_help = cli::READER_EXIT_CODES_HELP)]
+#[command(version, after_help = exit::READER_HELP)]
 struct Args {
     /// IPC key: 0x1234abcd, decimal, or path:FILE (ftok). Default: ftok($HOME, 'S').
     #[arg(long, value_parser = IpcKey::parse)]
@@ -18,7 +19,7 @@ struct Args {
     #[arg(long)]
     tag: bool,
     /// Most frames taken per semop.
-    #[arg(long, default_value_t = shm_common::ring::DEFAULT_MAX_BATCH, value_parser = cli::parse_batch)]
+    #[arg(long, default_value_t = shm_common::ring::DEFAULT_MAX_BATCH, value_parser = parse::parse_batch)]
     batch: u32,
     /// Spin up to MICROS microseconds watching for data before sleeping in semop:
     /// lower latency when writer and reader run on different CPUs, more CPU, and
@@ -35,7 +36,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    ExitCode::from(cli::finish("reader", run(&args), args.quiet))
+    ExitCode::from(report::finish("reader", run(&args), args.quiet))
 }
 
 fn run(args: &Args) -> shm_common::Result<stream::Summary> {
@@ -44,9 +45,9 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
         None => IpcKey::default_for_user()?,
     };
     if args.explain {
-        shm_common::trace::enable("reader");
+        explain::enable("reader");
     }
-    cli::install_signal_handler()?;
+    signals::install()?;
     let cfg = stream::ReaderConfig {
         key,
         tag: args.tag,
@@ -56,10 +57,10 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
     let quiet = args.quiet;
     let note = move |m: String| {
         if !quiet {
-            eprintln!("reader: {m}");
+            report::note("reader", &m);
         }
     };
-    let bar = cli::progress_bar(None, args.quiet);
+    let bar = progress::bar(None, args.quiet);
     let progress = |n: u64| {
         if let Some(b) = &bar {
             b.set_position(n);

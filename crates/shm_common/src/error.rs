@@ -1,51 +1,52 @@
-//! The one error type of the library, with a variant per situation a user can act on.
-//!
-//! The binaries print an error as one line plus a hint ([`Error::hint`]) and exit with
-//! [`Error::exit_code`]; the codes are documented in the README and in `--help`.
+//! The one error type of the library, with a variant per situation a user (or a
+//! program using the library) can act on. Each keeps what is needed to say what
+//! happened: the system call and its `errno`, the key, the object. How an error is
+//! shown to a person (the one-line message, a hint, an exit code) is the business
+//! of the program that shows it: `shm_cli::report` for the binaries of this project.
 
 use crate::key::IpcKey;
 use crate::sys::SysError;
 use std::io;
 
-/// Exit codes shared by `writer` and `reader` (see the README's "Exit codes").
-pub mod exit {
-    /// Everything was sent or received.
-    pub const OK: u8 = 0;
-    /// Any other operating-system or I/O error.
-    pub const OS_ERROR: u8 = 1;
-    /// Bad command line (clap's own code).
-    pub const USAGE: u8 = 2;
-    /// Something is already at the key that we must not use or touch.
-    pub const CONFLICT: u8 = 3;
-    /// The peer died, the objects were removed under us, or the stream was cut short.
-    pub const PEER_GONE: u8 = 4;
-    /// The kernel refused access (mode bits, another user's objects).
-    pub const PERMISSION: u8 = 5;
-    /// The shared memory holds data that fails validation (corrupt header or frame).
-    pub const CORRUPT: u8 = 6;
-    /// A kernel limit was reached (too many segments/sets, segment too large).
-    pub const LIMIT: u8 = 7;
-    /// Stopped by SIGINT, SIGTERM or SIGHUP after cleaning up.
-    pub const INTERRUPTED: u8 = 130;
+/// The two kinds of System V object a session is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// The shared-memory segment (`shmget`, `shmat`, `shmctl`).
+    Segment,
+    /// The semaphore set (`semget`, `semop`, `semctl`).
+    SemaphoreSet,
+}
+
+impl ObjectKind {
+    /// `segment` or `semaphore set`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ObjectKind::Segment => "segment",
+            ObjectKind::SemaphoreSet => "semaphore set",
+        }
+    }
 }
 
 /// Everything that can go wrong in this library.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A command-line value (key, size, count, mode) is out of range or malformed.
+    /// A value given to the library (a key, a size, a count, a frame) is out of
+    /// range or malformed. Nothing was created.
     #[error("invalid {what}: {reason}")]
     InvalidArgument {
-        /// What was being parsed ("key", "--slots", ...).
+        /// What was being checked ("key", "--slots", ...).
         what: &'static str,
         /// Why it is refused.
         reason: String,
     },
 
-    /// A System V or other system call failed for a reason no other variant covers.
+    /// A system call failed for a reason no other variant covers.
     #[error("{call} failed for key {key}: {source}")]
     Sys {
         /// The call that failed.
         call: &'static str,
+        /// What it was made on.
+        object: ObjectKind,
         /// The key we were working on.
         key: IpcKey,
         /// The errno, as an io::Error.
@@ -80,13 +81,15 @@ pub enum Error {
     Limit {
         /// The call.
         call: &'static str,
+        /// What it was creating.
+        object: ObjectKind,
         /// The key.
         key: IpcKey,
         /// Which limit, and which sysctl raises it.
         detail: String,
     },
 
-    /// The shared memory contains something that fails validation.
+    /// The shared memory holds something that fails validation.
     #[error("corrupt shared memory at key {key}: {detail}")]
     Corrupt {
         /// The key.
@@ -104,7 +107,8 @@ pub enum Error {
         detail: String,
     },
 
-    /// SIGINT/SIGTERM/SIGHUP arrived; we cleaned up what was ours.
+    /// A stop was requested (SIGINT/SIGTERM/SIGHUP, see [`crate::cancel`]); what was
+    /// ours has been cleaned up.
     #[error("interrupted ({detail})")]
     Interrupted {
         /// What was done on the way out.
@@ -114,10 +118,18 @@ pub enum Error {
     /// Reading the input or writing the output failed.
     #[error("{what}: {source}")]
     Io {
-        /// "reading standard input", "writing standard output", ...
+        /// "reading the input", "writing the output", ...
         what: String,
         /// The error.
         source: io::Error,
+    },
+
+    /// Something the library's own logic rules out happened: a bug, not a condition
+    /// of the machine or of the peers.
+    #[error("internal error: {detail}")]
+    Internal {
+        /// What was found.
+        detail: String,
     },
 }
 
@@ -135,19 +147,24 @@ impl Error {
             },
             libc::ENOSPC => Error::Limit {
                 call: e.call,
+                object: e.object,
                 key,
-                detail: if e.call.starts_with("shm") {
-                    "the system-wide number of segments (kernel.shmmni) or of shared \
-                     pages (kernel.shmall) is exhausted"
-                        .into()
-                } else {
-                    "the system-wide number of semaphore sets or semaphores is exhausted \
-                     (kernel.sem, fields SEMMNI and SEMMNS)"
-                        .into()
+                detail: match e.object {
+                    ObjectKind::Segment => {
+                        "the system-wide number of segments (kernel.shmmni) or of shared \
+                         pages (kernel.shmall) is exhausted"
+                            .into()
+                    }
+                    ObjectKind::SemaphoreSet => {
+                        "the system-wide number of semaphore sets or semaphores is exhausted \
+                         (kernel.sem, fields SEMMNI and SEMMNS)"
+                            .into()
+                    }
                 },
             },
-            libc::ENOMEM if e.call == "shmat" || e.call == "shmget" => Error::Limit {
+            libc::ENOMEM if matches!(e.call, "shmat" | "shmget") => Error::Limit {
                 call: e.call,
+                object: e.object,
                 key,
                 detail: "not enough memory for the segment".into(),
             },
@@ -157,62 +174,17 @@ impl Error {
             },
             _ => Error::Sys {
                 call: e.call,
+                object: e.object,
                 key,
                 source: e.source,
             },
         }
     }
 
-    /// The documented exit code for this error.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Error::InvalidArgument { .. } => exit::USAGE,
-            Error::Sys { .. } | Error::Io { .. } => exit::OS_ERROR,
-            Error::Permission { .. } => exit::PERMISSION,
-            Error::Conflict { .. } => exit::CONFLICT,
-            Error::Limit { .. } => exit::LIMIT,
-            Error::Corrupt { .. } => exit::CORRUPT,
-            Error::PeerGone { .. } => exit::PEER_GONE,
-            Error::Interrupted { .. } => exit::INTERRUPTED,
-        }
-    }
-
-    /// One line telling the user what to do next, if there is something useful to say.
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            Error::InvalidArgument { what, .. } => Some(format!(
-                "nothing was created; see --help for the accepted {what}"
-            )),
-            Error::Permission { key, .. } => Some(format!(
-                "the objects at key {key} belong to another user or have a narrower mode \
-                 (see `ipcs -m -s -i <id>`); use your own key with --key, or ask the owner \
-                 to start the writer with --mode"
-            )),
-            Error::Conflict {
-                remove_hint: Some(cmd),
-                ..
-            } => Some(format!("if it is safe to discard, remove it with: {cmd}")),
-            Error::Conflict { key, .. } => Some(format!(
-                "pick another key with --key, or wait for the session at {key} to end"
-            )),
-            Error::Limit { .. } => Some(
-                "see `ipcs -l` for the limits and `ipcs` for what uses them; `make clean` \
-                 removes leftovers of ours"
-                    .into(),
-            ),
-            Error::Corrupt { key, .. } => Some(format!(
-                "something other than our pair wrote to the segment; `make clean KEY={key}` \
-                 removes our objects at that key"
-            )),
-            Error::PeerGone { key, .. } => Some(format!(
-                "everything delivered before the failure is intact; `ipcs` should show \
-                 nothing left at {key} (otherwise `make clean KEY={key}`)"
-            )),
-            Error::Sys { key, .. } => Some(format!(
-                "inspect with `ipcs -m -s` (key {key}); `make clean KEY={key}` removes our \
-                 objects"
-            )),
-            Error::Interrupted { .. } | Error::Io { .. } => None,
+    /// An invariant of the library's own logic does not hold.
+    pub(crate) fn internal(detail: impl Into<String>) -> Error {
+        Error::Internal {
+            detail: detail.into(),
         }
     }
 }

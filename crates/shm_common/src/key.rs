@@ -37,7 +37,7 @@ impl IpcKey {
     pub fn from_path(path: &Path) -> Result<IpcKey> {
         let raw = crate::sys::ftok(path, FTOK_PROJECT).map_err(|e| Error::InvalidArgument {
             what: "key",
-            reason: format!("ftok({}) failed: {}", path.display(), e.source),
+            reason: format!("ftok({}) failed: {e}", path.display()),
         })?;
         IpcKey::new(raw)
     }

@@ -72,58 +72,61 @@ pub const fn default_slots(slot_size: u32) -> u32 {
 /// How many peers (writers + readers) the peer table can list at once.
 pub const MAX_PEERS: usize = 32;
 
-/// Header field offsets (bytes from the start of the segment).
+/// Header field offsets (bytes from the start of the segment), for programs that
+/// look at the segment as bytes (tests, the inspector's raw view). They are the
+/// offsets of the fields of [`Header`](crate::header::Header), whose layout is
+/// checked against PROTOCOL.md at compile time.
 pub mod off {
+    use crate::header::Header;
+    use std::mem::offset_of;
     /// u64 magic, [`super::MAGIC`].
-    pub const MAGIC: usize = 0;
+    pub const MAGIC: usize = offset_of!(Header, magic);
     /// u32 layout version.
-    pub const VERSION: usize = 8;
+    pub const VERSION: usize = offset_of!(Header, version);
     /// u32 header size ([`super::HEADER_SIZE`]).
-    pub const HEADER_SIZE: usize = 12;
+    pub const HEADER_SIZE: usize = offset_of!(Header, header_size);
     /// u32 slot count.
-    pub const SLOT_COUNT: usize = 16;
+    pub const SLOT_COUNT: usize = offset_of!(Header, slot_count);
     /// u32 slot size in bytes (frame header included).
-    pub const SLOT_SIZE: usize = 20;
+    pub const SLOT_SIZE: usize = offset_of!(Header, slot_size);
     /// u64 total segment size the creator asked for.
-    pub const SEGMENT_SIZE: usize = 24;
-    /// u32 session state, see [`super::State`]. Atomic.
-    pub const STATE: usize = 32;
-    /// u32 flags: bit 0 = persist (the writer may end before any reader came).
-    pub const FLAGS: usize = 36;
-    /// u32 writers that ever joined. Changed with both mutexes held.
-    pub const WRITERS_JOINED: usize = 40;
-    /// u32 readers that ever joined. Changed with both mutexes held.
-    pub const READERS_JOINED: usize = 44;
+    pub const SEGMENT_SIZE: usize = offset_of!(Header, segment_size);
+    /// u32 session state, see [`super::State`].
+    pub const STATE: usize = offset_of!(Header, state);
+    /// u32 flags: [`super::FLAG_PERSIST`], [`super::FLAG_SHARED`].
+    pub const FLAGS: usize = offset_of!(Header, flags);
+    /// u32 writers that ever joined.
+    pub const WRITERS_JOINED: usize = offset_of!(Header, writers_joined);
+    /// u32 readers that ever joined.
+    pub const READERS_JOINED: usize = offset_of!(Header, readers_joined);
     /// u32 writers that left after sending their END frame.
-    pub const WRITERS_FINISHED: usize = 48;
+    pub const WRITERS_FINISHED: usize = offset_of!(Header, writers_finished);
     /// u32 readers that left after seeing the FINAL frame.
-    pub const READERS_FINISHED: usize = 52;
-    /// u64 data frames published (under WRITE_MUTEX).
-    pub const FRAMES_PUBLISHED: usize = 56;
-    /// u64 payload bytes published (under WRITE_MUTEX).
-    pub const BYTES_PUBLISHED: usize = 64;
-    /// u64 data frames consumed (under READ_MUTEX).
-    pub const FRAMES_CONSUMED: usize = 72;
-    /// u64 payload bytes consumed (under READ_MUTEX).
-    pub const BYTES_CONSUMED: usize = 80;
-    /// i32 pid holding WRITE_MUTEX, 0 when free (informational, for the inspector).
-    pub const WRITE_MUTEX_HOLDER: usize = 88;
-    /// i32 pid holding READ_MUTEX, 0 when free (informational).
-    pub const READ_MUTEX_HOLDER: usize = 92;
+    pub const READERS_FINISHED: usize = offset_of!(Header, readers_finished);
+    /// u64 data frames published.
+    pub const FRAMES_PUBLISHED: usize = offset_of!(Header, frames_published);
+    /// u64 payload bytes published.
+    pub const BYTES_PUBLISHED: usize = offset_of!(Header, bytes_published);
+    /// u64 data frames consumed.
+    pub const FRAMES_CONSUMED: usize = offset_of!(Header, frames_consumed);
+    /// u64 payload bytes consumed.
+    pub const BYTES_CONSUMED: usize = offset_of!(Header, bytes_consumed);
+    /// i32 pid holding WRITE_MUTEX (informational).
+    pub const WRITE_MUTEX_HOLDER: usize = offset_of!(Header, write_mutex_holder);
+    /// i32 pid holding READ_MUTEX (informational).
+    pub const READ_MUTEX_HOLDER: usize = offset_of!(Header, read_mutex_holder);
     /// i32 pid of the creator.
-    pub const CREATOR_PID: usize = 96;
-    /// u32 next writer id to hand out (ids start at 1). Changed with both mutexes held.
-    pub const NEXT_WRITER_ID: usize = 100;
-    /// u32 writers that published their END or FINAL frame (under WRITE_MUTEX).
-    pub const WRITERS_ENDED: usize = 104;
-    /// Peer table: [`super::MAX_PEERS`] entries of [`super::PEER_ENTRY_SIZE`] bytes.
-    pub const PEERS: usize = 128;
+    pub const CREATOR_PID: usize = offset_of!(Header, creator_pid);
+    /// u32 next writer id to hand out.
+    pub const NEXT_WRITER_ID: usize = offset_of!(Header, next_writer_id);
+    /// u32 writers that published their END or FINAL frame.
+    pub const WRITERS_ENDED: usize = offset_of!(Header, writers_ended);
+    /// The peer table: [`super::MAX_PEERS`] entries of [`super::PEER_ENTRY_SIZE`] bytes.
+    pub const PEERS: usize = offset_of!(Header, peers);
 }
 
 /// Size of one peer-table entry: i32 pid, u32 role (1 writer, 2 reader), u32 id, u32 0.
 pub const PEER_ENTRY_SIZE: usize = 16;
-const _: () = assert!(off::PEERS + MAX_PEERS * PEER_ENTRY_SIZE <= HEADER_SIZE);
-const _: () = assert!(off::NEXT_WRITER_ID + 4 <= off::PEERS);
 
 /// Roles in the peer table.
 pub const ROLE_WRITER: u32 = 1;
@@ -132,6 +135,9 @@ pub const ROLE_READER: u32 = 2;
 
 /// Header flag: the writer may finish before a reader exists (the handout exercise).
 pub const FLAG_PERSIST: u32 = 1;
+
+/// Header flag: many writers and readers share the session (message mode).
+pub const FLAG_SHARED: u32 = 2;
 
 /// The session's life cycle, stored at [`off::STATE`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,15 +3,16 @@
 //! A System V semaphore is a kernel-held counter that `semop` can add to or subtract
 //! from; a subtraction that would make it negative puts the caller to sleep until it
 //! can proceed. Several operations in one `semop` call happen *atomically*: all or
-//! none. The protocol (`ring.rs`, `session.rs`) relies on that to take a mutex and a
+//! none. The protocol (`ring/`, `session/`) relies on that to take a mutex and a
 //! count together, and to publish a frame and release the mutex in one step.
-#![allow(unsafe_code)]
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ObjectKind, Result};
 use crate::key::IpcKey;
 use crate::sys::sem;
 use crate::trace;
 use std::time::Duration;
+
+pub use crate::sys::sem::Query;
 
 /// One operation of a `semop` call: add `delta` to `member`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,13 +45,53 @@ impl SemOp {
     }
 }
 
-/// The outcome of a blocking `semop` that may give up.
+/// How long a `semop` may sleep for the semaphores to allow it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wait {
+pub enum Patience {
+    /// Not at all (`IPC_NOWAIT`): apply now or report [`Applied::NotYet`].
+    NoWait,
+    /// Up to this long (`semtimedop`), then [`Applied::NotYet`]; also on a signal
+    /// (`EINTR`), so that the caller can look for a dead peer or a Ctrl-C.
+    UpTo(Duration),
+    /// As long as it takes (`semop`): for operations that cannot block (they only
+    /// add, or take back what they added in the same call).
+    Forever,
+}
+
+/// The outcome of a `semop` that may give up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
     /// All operations were applied.
     Done,
-    /// The timeout passed or a signal interrupted the wait; nothing was applied.
+    /// Nothing was applied: it would have had to wait (longer), or a signal came.
     NotYet,
+}
+
+/// Why a call is made, for `--explain` (see [`crate::trace`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Why {
+    /// The reason, as the narration prints it.
+    pub text: &'static str,
+    /// Made once per message (taking and publishing slots), so the narration shows
+    /// the first few in full and then counts them.
+    pub per_message: bool,
+}
+
+impl Why {
+    /// A call made once or a few times in a session (setup, joining, leaving).
+    pub const fn once(text: &'static str) -> Why {
+        Why {
+            text,
+            per_message: false,
+        }
+    }
+    /// A call on the per-message path.
+    pub const fn per_message(text: &'static str) -> Why {
+        Why {
+            text,
+            per_message: true,
+        }
+    }
 }
 
 /// What `semctl(IPC_STAT)` says about a set.
@@ -131,6 +172,8 @@ pub struct SemaphoreSet {
     key: IpcKey,
     id: i32,
     names: &'static [&'static str],
+    /// The member count, from the set's creation or its IPC_STAT at open.
+    nsems: usize,
 }
 
 impl SemaphoreSet {
@@ -158,10 +201,16 @@ impl SemaphoreSet {
             );
         }
         match result {
-            Ok(id) => Ok(Some(SemaphoreSet { key, id, names })),
+            Ok(id) => Ok(Some(SemaphoreSet {
+                key,
+                id,
+                names,
+                nsems: names.len(),
+            })),
             Err(e) if e.errno() == libc::EEXIST => Ok(None),
             Err(e) if e.errno() == libc::EINVAL => Err(Error::Limit {
                 call: "semget",
+                object: ObjectKind::SemaphoreSet,
                 key,
                 detail: format!(
                     "{nsems} semaphores per set exceeds SEMMSL (sysctl kernel.sem, first field)"
@@ -184,7 +233,12 @@ impl SemaphoreSet {
                 remove_hint: Some(format!("ipcrm -s {id}")),
             });
         }
-        Ok(SemaphoreSet { key, id, names })
+        Ok(SemaphoreSet {
+            key,
+            id,
+            names,
+            nsems: names.len(),
+        })
     }
 
     /// The kernel's id (`semid`, as shown by `ipcs -s`).
@@ -202,7 +256,8 @@ impl SemaphoreSet {
         self.names
     }
 
-    fn describe(&self, ops: &[SemOp], timeout: Option<Duration>, nowait: bool) -> String {
+    fn describe(&self, ops: &[SemOp], patience: Patience) -> String {
+        let nowait = patience == Patience::NoWait;
         let list: Vec<String> = ops
             .iter()
             .map(|o| {
@@ -218,16 +273,11 @@ impl SemaphoreSet {
                 } else {
                     flags.join("|")
                 };
-                let name = self
-                    .names
-                    .get(usize::from(o.member))
-                    .copied()
-                    .unwrap_or("?");
-                format!("{{{name}, {:+}, {f}}}", o.delta)
+                format!("{{{}, {:+}, {f}}}", self.name(o.member), o.delta)
             })
             .collect();
-        match timeout {
-            Some(t) if !nowait => format!(
+        match patience {
+            Patience::UpTo(t) => format!(
                 "semtimedop({}, [{}], {}ms)",
                 self.id,
                 list.join(", "),
@@ -237,17 +287,16 @@ impl SemaphoreSet {
         }
     }
 
-    /// Applies `ops` atomically. With a `timeout`, gives up after it (`Wait::NotYet`),
-    /// as it also does on `EINTR`, so the caller can check for a dead peer or a
-    /// Ctrl-C and call again. With `nowait`, never sleeps (`IPC_NOWAIT`).
-    pub fn apply(
-        &self,
-        ops: &[SemOp],
-        timeout: Option<Duration>,
-        nowait: bool,
-        why: &str,
-        hot: bool,
-    ) -> Result<Wait> {
+    /// The name of member `m` (`?` if it has none).
+    fn name(&self, m: u16) -> &'static str {
+        self.names.get(usize::from(m)).copied().unwrap_or("?")
+    }
+
+    /// Applies `ops` atomically, waiting as `patience` allows. [`Applied::NotYet`]
+    /// when it gave up (timeout, `IPC_NOWAIT`, or a signal); an error when the set was
+    /// removed meanwhile ([`Error::PeerGone`]) or a value would pass SEMVMX
+    /// ([`Error::Corrupt`]: something changed the counts).
+    pub fn apply(&self, ops: &[SemOp], patience: Patience, why: Why) -> Result<Applied> {
         let mut bufs = [libc::sembuf {
             sem_num: 0,
             sem_op: 0,
@@ -255,25 +304,25 @@ impl SemaphoreSet {
         }; 8];
         let bufs = bufs
             .get_mut(..ops.len())
-            .ok_or_else(|| Error::InvalidArgument {
-                what: "semop",
-                reason: "more than 8 operations in one call".into(),
-            })?;
+            .ok_or_else(|| Error::internal("more than 8 operations in one semop"))?;
+        let extra = if patience == Patience::NoWait {
+            libc::IPC_NOWAIT
+        } else {
+            0
+        };
         for (b, o) in bufs.iter_mut().zip(ops) {
-            let mut flg = 0;
-            if o.undo {
-                flg |= libc::SEM_UNDO;
-            }
-            if nowait {
-                flg |= libc::IPC_NOWAIT;
-            }
+            let undo = if o.undo { libc::SEM_UNDO } else { 0 };
             *b = libc::sembuf {
                 sem_num: o.member,
                 sem_op: o.delta,
-                sem_flg: flg as libc::c_short,
+                sem_flg: (undo | extra) as libc::c_short,
             };
         }
-        let result = sem::semop(self.id, bufs, if nowait { None } else { timeout });
+        let timeout = match patience {
+            Patience::UpTo(t) => Some(t),
+            Patience::NoWait | Patience::Forever => None,
+        };
+        let result = sem::semop(self.id, bufs, timeout);
         if trace::enabled() {
             let r = match &result {
                 Ok(()) => "0".to_string(),
@@ -282,11 +331,11 @@ impl SemaphoreSet {
                 }
                 Err(e) => format!("-1 ({})", e.source),
             };
-            trace::call(hot, &self.describe(ops, timeout, nowait), &r, why);
+            trace::call(why.per_message, &self.describe(ops, patience), &r, why.text);
         }
         match result {
-            Ok(()) => Ok(Wait::Done),
-            Err(e) if matches!(e.errno(), libc::EAGAIN | libc::EINTR) => Ok(Wait::NotYet),
+            Ok(()) => Ok(Applied::Done),
+            Err(e) if matches!(e.errno(), libc::EAGAIN | libc::EINTR) => Ok(Applied::NotYet),
             // EINVAL after a successful open means the id no longer exists.
             Err(e) if crate::objects::gone(&e) => Err(Error::PeerGone {
                 key: self.key,
@@ -303,19 +352,18 @@ impl SemaphoreSet {
 
     /// All member values in one consistent snapshot (`semctl(GETALL)`).
     pub fn values(&self) -> Result<Vec<u16>> {
-        let mut v = vec![0u16; self.names.len()];
-        let result = sem::get_all(self.id, &mut v);
+        let result = sem::get_all(self.id, self.nsems);
         if trace::enabled() {
-            let list: Vec<String> = self
-                .names
-                .iter()
-                .zip(&v)
-                .map(|(n, v)| format!("{n}={v}"))
-                .collect();
-            let r = if result.is_ok() {
-                format!("0, [{}]", list.join(", "))
-            } else {
-                "-1".into()
+            let r = match &result {
+                Ok(v) => {
+                    let list: Vec<String> = v
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| format!("{}={v}", self.name(i as u16)))
+                        .collect();
+                    format!("0, [{}]", list.join(", "))
+                }
+                Err(_) => "-1".into(),
             };
             trace::call(
                 true,
@@ -324,13 +372,13 @@ impl SemaphoreSet {
                 "read every count at once: how many slots are free/filled, who is alive",
             );
         }
-        result.map_err(|e| self.gone_or(e))?;
-        Ok(v)
+        result.map_err(|e| self.gone_or(e))
     }
 
     /// Sets every member (`semctl(SETALL)`); the creator's initialisation step.
+    /// `values` must have one value per member (`EINVAL` otherwise).
     pub fn set_values(&self, values: &[u16]) -> Result<()> {
-        let result = sem::set_all(self.id, values);
+        let result = sem::set_all(self.id, self.nsems, values);
         if trace::enabled() {
             let list: Vec<String> = self
                 .names
@@ -348,27 +396,39 @@ impl SemaphoreSet {
         result.map_err(|e| self.gone_or(e))
     }
 
-    /// `semctl(member, cmd)` for `GETVAL`/`GETPID`/`GETNCNT`/`GETZCNT`.
-    pub fn query(&self, member: u16, cmd: i32) -> Result<i32> {
-        let result = sem::query(self.id, member, cmd);
+    /// One member's value, last changer, or waiters (`semctl(member, GETVAL)`, ...).
+    pub fn query(&self, member: u16, q: Query) -> Result<i32> {
+        let result = sem::query(self.id, member, q);
         if trace::enabled() {
-            let name = self.names.get(usize::from(member)).copied().unwrap_or("?");
-            let c = match cmd {
-                libc::GETVAL => "GETVAL",
-                libc::GETPID => "GETPID",
-                libc::GETNCNT => "GETNCNT",
-                libc::GETZCNT => "GETZCNT",
-                _ => "?",
-            };
             let r = match &result {
                 Ok(v) => v.to_string(),
                 Err(e) => format!("-1 ({})", e.source),
             };
             trace::call(
                 true,
-                &format!("semctl({}, {name}, {c})", self.id),
+                &format!("semctl({}, {}, {})", self.id, self.name(member), q.name()),
                 &r,
                 "read one semaphore (HEAD/TAIL: where our batch starts)",
+            );
+        }
+        result.map_err(|e| self.gone_or(e))
+    }
+
+    /// Sets one member (`semctl(SETVAL)`): not part of the protocol (which changes
+    /// values only by `semop`), but what a tool or a test playing a hostile process
+    /// needs.
+    pub fn set_value(&self, member: u16, value: u16) -> Result<()> {
+        let result = sem::set_value(self.id, member, value);
+        if trace::enabled() {
+            trace::call(
+                false,
+                &format!(
+                    "semctl({}, {}, SETVAL, {value})",
+                    self.id,
+                    self.name(member)
+                ),
+                if result.is_ok() { "0" } else { "-1" },
+                "set one semaphore's value",
             );
         }
         result.map_err(|e| self.gone_or(e))

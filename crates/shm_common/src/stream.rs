@@ -178,7 +178,7 @@ pub fn run_writer(
     match result {
         Ok((frames, bytes)) => {
             let departure = session.leave(true)?;
-            if departure == Departure::Left && session_persisted(&session) {
+            if departure == Departure::Left && session.persist() {
                 note(format!(
                     "the stream stays at key {} until a reader takes it (`reader --key {}`)",
                     cfg.key, cfg.key
@@ -194,10 +194,6 @@ pub fn run_writer(
         }
         Err(e) => Err(leave_after(&mut session, e, note)),
     }
-}
-
-fn session_persisted(s: &Session) -> bool {
-    s.persist().unwrap_or(false)
 }
 
 /// The writer's main loop; returns (frames, bytes) sent.
@@ -349,7 +345,7 @@ fn finish_stream(
     let mut said = false;
     loop {
         let snap = producer.check_peers_now()?;
-        if session_persisted(session) || snap.readers_joined > 0 {
+        if session.persist() || snap.readers_joined > 0 {
             break;
         }
         if !said {

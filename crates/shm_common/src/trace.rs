@@ -1,102 +1,57 @@
-//! `--explain`: a narration of every System V call, as a student would write it in C.
+//! `--explain`: every System V call the library makes, as a student would write it
+//! in C, with a reason.
 //!
-//! The safe wrappers (`segment.rs`, `semaphore.rs`) report each call here with its
-//! arguments spelled by name and a short reason. Calls on the per-message path are
-//! marked *hot*: the first few are printed in full, then one summary line per second
-//! says how many were made, so that a long stream does not flood the terminal.
+//! The safe wrappers (`segment/`, `semaphore.rs`, `objects.rs`) report each call as
+//! a [`Call`]: the C text with its arguments spelled by name, the result, why it is
+//! made, and whether it is on the per-message path. The library only reports; how
+//! the calls are shown (a prefix, which ones in full, how the per-message ones are
+//! summarised) is decided by the program that installs a sink with [`set_sink`]
+//! (the binaries use `shm_cli::explain`). Without a sink, reporting costs one
+//! relaxed atomic load per call site.
 
-use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
 
-/// How many hot calls are narrated in full before summarising.
-const HOT_LINES_IN_FULL: u64 = 12;
-
-static ENABLED: AtomicBool = AtomicBool::new(false);
-static STATE: Mutex<HotState> = Mutex::new(HotState {
-    prefix: String::new(),
-    hot_seen: 0,
-    since_summary: 0,
-    last_summary: None,
-});
-
-struct HotState {
-    prefix: String,
-    hot_seen: u64,
-    since_summary: u64,
-    last_summary: Option<Instant>,
+/// One System V call, as narrated.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// Made once per message (taking and publishing slots): a long stream makes
+    /// thousands, so a narrator shows the first few and counts the rest.
+    pub per_message: bool,
+    /// The call as C: `semop(42, [{FREE, -1, SEM_UNDO}])`.
+    pub call: &'a str,
+    /// What it returned: `0`, `shmid 7`, `-1 (EAGAIN: would block / timed out)`.
+    pub result: &'a str,
+    /// Why it is made.
+    pub why: &'a str,
 }
 
-/// Turns narration on for this process; `prefix` starts each line (e.g. `"writer"`).
-pub fn enable(prefix: &str) {
-    if let Ok(mut s) = STATE.lock() {
-        s.prefix = prefix.to_string();
-    }
-    ENABLED.store(true, Ordering::Relaxed);
+/// Where calls are reported.
+pub type Sink = dyn Fn(&Call<'_>) + Send + Sync;
+
+static SINK: OnceLock<Box<Sink>> = OnceLock::new();
+
+/// Installs the sink that receives every call from now on. Only one can be
+/// installed per process; a second is refused and handed back.
+pub fn set_sink(sink: Box<Sink>) -> Result<(), Box<Sink>> {
+    SINK.set(sink)
 }
 
-/// Whether narration is on (one relaxed load: free when off).
+/// Whether calls are being reported (a sink is installed).
 #[inline]
 pub fn enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
+    SINK.get().is_some()
 }
 
-/// Narrates one call: `call` is the C-like text, `result` what it returned, `why` the
-/// reason. `hot` calls are summarised after the first few.
-pub fn call(hot: bool, call: &str, result: &str, why: &str) {
-    if !enabled() {
-        return;
+/// Reports one call to the sink, if there is one.
+pub(crate) fn call(per_message: bool, call: &str, result: &str, why: &str) {
+    if let Some(sink) = SINK.get() {
+        sink(&Call {
+            per_message,
+            call,
+            result,
+            why,
+        });
     }
-    let Ok(mut s) = STATE.lock() else { return };
-    let mut err = std::io::stderr().lock();
-    let now = Instant::now();
-    if hot {
-        s.hot_seen += 1;
-        if s.hot_seen > HOT_LINES_IN_FULL {
-            // This call is counted in the next summary line.
-            s.since_summary += 1;
-            if s.hot_seen == HOT_LINES_IN_FULL + 1 {
-                let _ = writeln!(
-                    err,
-                    "[{}] ... steady state: further per-message calls are summarised once a second",
-                    s.prefix
-                );
-                s.last_summary = Some(now);
-            } else if s
-                .last_summary
-                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
-            {
-                summarise(&mut s, &mut err, now, call, result);
-            }
-            return;
-        }
-    }
-    // Before a call narrated in full, account for the hot calls not yet summarised,
-    // so the narration stays in order and every call is counted (also at the end).
-    if s.since_summary > 0 {
-        summarise(&mut s, &mut err, now, "", "");
-    }
-    let _ = writeln!(err, "[{}] {call} = {result}    // {why}", s.prefix);
-}
-
-/// Writes one summary line for the hot calls counted since the last one.
-fn summarise(s: &mut HotState, err: &mut impl Write, now: Instant, call: &str, result: &str) {
-    let secs = s
-        .last_summary
-        .map_or(0.0, |t| now.duration_since(t).as_secs_f64());
-    let last = if call.is_empty() {
-        String::new()
-    } else {
-        format!(" (last: {call} = {result})")
-    };
-    let _ = writeln!(
-        err,
-        "[{}] ... {} more per-message calls in the last {secs:.1} s{last}",
-        s.prefix, s.since_summary
-    );
-    s.since_summary = 0;
-    s.last_summary = Some(now);
 }
 
 /// Formats `IPC_CREAT|IPC_EXCL|0600`-style flags for shmget/semget.

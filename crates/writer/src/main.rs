@@ -3,7 +3,8 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use shm_common::{cli, layout, stream, Geometry, IpcKey};
+use shm_cli::{exit, explain, parse, progress, report, signals};
+use shm_common::{layout, stream, Geometry, IpcKey};
 use std::os::fd::AsFd;
 use std::process::ExitCode;
 
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 /// semaphore set. With --lines each line is a message and several writers may share
 /// the key.
 #[derive(Parser, Debug)]
-#[command(version, after_help = cli::EXIT_CODES_HELP)]
+#[command(version, after_help = exit::WRITER_HELP)]
 struct Args {
     /// File to send; standard input if absent.
     file: Option<std::path::PathBuf>,
@@ -24,17 +25,17 @@ struct Args {
     key: Option<IpcKey>,
     /// Number of slots in the ring (1..=32767), if this writer creates it. Default: as
     /// many as fit in 4 MiB, between 16 and 4096 (64 with the default slot size).
-    #[arg(long, value_parser = cli::parse_count)]
+    #[arg(long, value_parser = parse::parse_count)]
     slots: Option<u32>,
     /// Bytes per slot including the 32-byte frame header, if this writer creates the
     /// ring: a multiple of 64 (K/M suffixes). Default 64K, or 8K with --lines.
-    #[arg(long, value_parser = cli::parse_size)]
+    #[arg(long, value_parser = parse::parse_size)]
     slot_size: Option<u32>,
     /// Most frames taken or published per semop.
-    #[arg(long, default_value_t = shm_common::ring::DEFAULT_MAX_BATCH, value_parser = cli::parse_batch)]
+    #[arg(long, default_value_t = shm_common::ring::DEFAULT_MAX_BATCH, value_parser = parse::parse_batch)]
     batch: u32,
     /// Permission bits (octal) for the segment and semaphore set it creates.
-    #[arg(long, default_value = "600", value_parser = cli::parse_mode)]
+    #[arg(long, default_value = "600", value_parser = parse::parse_mode)]
     mode: u32,
     /// Finish without waiting for a reader: the objects keep the stream until one comes.
     #[arg(long)]
@@ -59,9 +60,9 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.remove {
-        return ExitCode::from(cli::remove("writer", args.key, args.quiet));
+        return ExitCode::from(report::remove("writer", args.key, args.quiet));
     }
-    ExitCode::from(cli::finish("writer", run(&args), args.quiet))
+    ExitCode::from(report::finish("writer", run(&args), args.quiet))
 }
 
 fn run(args: &Args) -> shm_common::Result<stream::Summary> {
@@ -77,9 +78,9 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
     let slots = args.slots.unwrap_or(layout::default_slots(slot_size));
     let geometry = Geometry::new(slots, slot_size)?;
     if args.explain {
-        shm_common::trace::enable("writer");
+        explain::enable("writer");
     }
-    cli::install_signal_handler()?;
+    signals::install()?;
     let cfg = stream::WriterConfig {
         key,
         geometry,
@@ -91,7 +92,7 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
     let quiet = args.quiet;
     let note = move |m: String| {
         if !quiet {
-            eprintln!("writer: {m}");
+            report::note("writer", &m);
         }
     };
     let mut input: Box<dyn stream::Input> = match &args.file {
@@ -121,7 +122,7 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
         .and_then(|p| std::fs::metadata(p).ok())
         .filter(|m| m.is_file())
         .map(|m| m.len());
-    let bar = cli::progress_bar(total, args.quiet);
+    let bar = progress::bar(total, args.quiet);
     let progress = |n: u64| {
         if let Some(b) = &bar {
             b.set_position(n);

@@ -45,5 +45,5 @@ pub const LONG: Duration = Duration::from_secs(180);
 
 /// Exit codes, as documented (the binaries' own table).
 pub mod code {
-    pub use shm_common::exit::*;
+    pub use shm_cli::exit::*;
 }

@@ -1,10 +1,11 @@
-//! `shm-race`: the ring without semaphores, next to the ring with them. All logic is
-//! in `shm_common::race`.
+//! `shm-race`: the ring without semaphores, next to the ring with them. The runs are
+//! in `shm_inspect::race`.
 #![forbid(unsafe_code)]
 
 use clap::{Parser, ValueEnum};
-use shm_common::race::{self, RaceConfig};
-use shm_common::{cli, Geometry, IpcKey};
+use shm_cli::{exit, parse, report, signals};
+use shm_common::{Geometry, IpcKey};
+use shm_inspect::race::{self, RaceConfig};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -31,10 +32,10 @@ struct Args {
     #[arg(long, default_value_t = 200_000)]
     frames: u64,
     /// Slots in the ring (small: the two sides meet often).
-    #[arg(long, default_value_t = 8, value_parser = cli::parse_count)]
+    #[arg(long, default_value_t = 8, value_parser = parse::parse_count)]
     slots: u32,
     /// Bytes per slot, frame header included (multiple of 64).
-    #[arg(long, default_value = "256", value_parser = cli::parse_size)]
+    #[arg(long, default_value = "256", value_parser = parse::parse_size)]
     slot_size: u32,
     /// Time limit per run, in seconds.
     #[arg(long, default_value_t = 20.0)]
@@ -74,35 +75,32 @@ const BANNER: &str = "\
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.run != Which::Synchronized && !args.i_understand_this_is_broken {
-        eprintln!(
-            "shm-race: refusing to run the ring without semaphores: pass \
-             --i-understand-this-is-broken (or --run synchronized for the correct run alone)"
+        report::note(
+            "shm-race",
+            "refusing to run the ring without semaphores: pass \
+             --i-understand-this-is-broken (or --run synchronized for the correct run alone)",
         );
-        return ExitCode::from(shm_common::exit::USAGE);
+        return ExitCode::from(exit::USAGE);
     }
     match run(&args) {
         Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            eprintln!("shm-race: error: {e}");
-            if let Some(h) = e.hint() {
-                eprintln!("shm-race: hint: {h}");
-            }
-            ExitCode::from(e.exit_code())
-        }
+        Err(e) => ExitCode::from(report::error("shm-race", &e)),
     }
 }
 
 fn run(args: &Args) -> shm_common::Result<u8> {
-    cli::install_signal_handler()?;
+    signals::install()?;
     if !(args.seconds.is_finite() && args.seconds > 0.0 && args.seconds <= 3600.0) {
         return Err(shm_common::Error::InvalidArgument {
             what: "--seconds",
             reason: format!("{} is not between 0 and 3600", args.seconds),
         });
     }
+    // A fresh key is claimed for the whole run (the claim drops at the end).
+    let mut claim = None;
     let key = match args.key {
         Some(k) => k,
-        None => race::fresh_key()?,
+        None => claim.insert(race::fresh_key()?).key(),
     };
     let cfg = RaceConfig {
         key,
@@ -111,9 +109,9 @@ fn run(args: &Args) -> shm_common::Result<u8> {
         time_limit: Duration::from_secs_f64(args.seconds),
     };
     let g = cfg.geometry;
-    let mut code = shm_common::exit::OK;
+    let mut code = exit::OK;
     if args.run != Which::Synchronized {
-        eprintln!("{BANNER}");
+        report::stderr(&format!("{BANNER}\n"));
         println!(
             "== 1. WITHOUT semaphores: shared `count`, `count++`/`count--` race (key {key}, {} slots of {} bytes, {} frames)",
             g.slots, g.slot_size, cfg.frames
@@ -131,7 +129,10 @@ fn run(args: &Args) -> shm_common::Result<u8> {
         print!("{}", t.explained());
         println!("{}", t.line("synchronized"));
         if t.anomalies() > 0 || t.delivered != t.frames_written {
-            eprintln!("shm-race: the synchronized run found anomalies: that is a bug");
+            report::note(
+                "shm-race",
+                "the synchronized run found anomalies: that is a bug",
+            );
             code = 8;
         }
     }

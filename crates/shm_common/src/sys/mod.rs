@@ -1,22 +1,33 @@
-//! The only code in the library that calls the kernel.
+//! The only code in the library that calls the kernel's System V interface.
 //!
-//! Every System V call goes through one of two small modules, [`shm`] and [`sem`], so
-//! that all `unsafe` lives in a few hundred lines that can be read in one sitting. Each
-//! wrapper turns the C convention (`-1` and `errno`) into a [`SysError`] *immediately
-//! after the call*, before anything else can overwrite `errno`, and keeps the name of
-//! the call so that an error message can say which step failed.
+//! Every System V call goes through one of two small modules, [`shm`] and [`sem`],
+//! so that the `unsafe` of the calls lives in a few hundred lines that can be read
+//! in one sitting. Each wrapper turns the C convention (`-1` and `errno`) into a
+//! [`SysError`] *immediately after the call*, before anything else can overwrite
+//! `errno`, and keeps the name of the call and the kind of object it was made on,
+//! so that an error message can say which step failed.
+//!
+//! This module is private: its functions take raw ids and are safe because each
+//! validates what the kernel will do with its arguments (a buffer for `GETALL` is
+//! sized from `IPC_STAT`, a `semctl` command is one of an enum's variants), but the
+//! safe types built on them ([`Segment`](crate::segment::Segment),
+//! [`SemaphoreSet`](crate::semaphore::SemaphoreSet)) are what the rest of the
+//! crate, and the world, uses.
 #![allow(unsafe_code)]
 
-pub mod sem;
-pub mod shm;
+pub(crate) mod sem;
+pub(crate) mod shm;
 
+use crate::error::ObjectKind;
 use std::io;
 
-/// A failed system call: its name and the `errno` it returned.
+/// A failed system call: its name, what it was made on, and the `errno` it returned.
 #[derive(Debug)]
-pub struct SysError {
-    /// The C name of the call (`"semop"`, `"shmget"`, ...).
+pub(crate) struct SysError {
+    /// The C name of the call (`"semop"`, `"shmctl(IPC_STAT)"`, ...).
     pub call: &'static str,
+    /// The kind of object the call was made on.
+    pub object: ObjectKind,
     /// The error the kernel reported.
     pub source: io::Error,
 }
@@ -29,10 +40,15 @@ impl SysError {
 }
 
 /// Turns a C return value into a `Result`, reading `errno` at once on `-1`.
-pub(crate) fn check(call: &'static str, ret: libc::c_int) -> Result<libc::c_int, SysError> {
+pub(crate) fn check(
+    call: &'static str,
+    object: ObjectKind,
+    ret: libc::c_int,
+) -> Result<libc::c_int, SysError> {
     if ret == -1 {
         Err(SysError {
             call,
+            object,
             source: io::Error::last_os_error(),
         })
     } else {
@@ -42,16 +58,17 @@ pub(crate) fn check(call: &'static str, ret: libc::c_int) -> Result<libc::c_int,
 
 /// `ftok(3)`: derives a key from an existing file's inode and device numbers and a
 /// one-byte project id. Two paths that name the same file give the same key; the key
-/// changes if the file is deleted and re-created, which is why we recommend a stable
-/// directory (the home directory) rather than a temporary file.
-pub fn ftok(path: &std::path::Path, project: u8) -> Result<libc::key_t, SysError> {
+/// changes if the file is deleted and re-created. Only the low 16 bits of the inode
+/// and the low 8 of the device number go in, so unrelated files can share a key.
+pub(crate) fn ftok(path: &std::path::Path, project: u8) -> Result<libc::key_t, io::Error> {
     use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| SysError {
-        call: "ftok",
-        source: io::Error::from_raw_os_error(libc::EINVAL),
-    })?;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: `c_path` is a valid NUL-terminated string that outlives the call; ftok
     // only reads it (it calls stat(2) on the path).
     let key = unsafe { libc::ftok(c_path.as_ptr(), libc::c_int::from(project)) };
-    check("ftok", key)
+    if key == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(key)
 }

@@ -1,18 +1,34 @@
-//! [`Segment`]: one attached System V shared-memory segment.
+//! [`Segment`]: one attached System V shared-memory segment, and
+//! [`SessionMemory`]: a segment of ours, its header and its ring.
 //!
-//! The mapping is memory that another process writes while we read it, so this type
-//! never hands out `&`/`&mut` to its bytes (that would promise Rust the bytes cannot
-//! change). Every access goes through a bounds-checked method that uses raw pointers:
-//! volatile loads and stores for fields, atomics for fields both sides touch at once,
-//! and `copy_nonoverlapping` for payloads, which the semaphore protocol makes
-//! exclusive. A hostile process can still scribble on payload bytes while we copy them;
-//! that yields garbage bytes, never undefined behaviour in *our* types (`u8` has no
-//! invalid values), and the frame checksum rejects them afterwards.
+//! # Memory another process writes
+//! Every process that maps the segment may change any of its bytes at any time, so
+//! this module never hands out `&`/`&mut` to plain bytes of the mapping (that would
+//! promise Rust they cannot change). It hands out two things only:
+//! - references to *atomics* ([`Segment::header`], [`Segment::atomic_u32`], ...),
+//!   which are made for memory that changes under them, and only from a read-write
+//!   attach (an atomic store to a read-only mapping would fault);
+//! - *copies*: [`Segment::read_bytes`] and [`Segment::write_bytes`] copy through raw
+//!   pointers, `read(2)` fills slot bytes straight from a file descriptor, and the
+//!   checksum reads slot bytes through a private buffer. A scribbling process can
+//!   make a copy see any byte values, which is harmless (every bit pattern is a valid
+//!   `u8`, and the frame checksum then rejects them), never undefined behaviour.
+//!
+//! The header is accessed only as atomics, the slots only by copies: one discipline
+//! per byte. A [`Segment`] is `Send` but not `Sync`, so every access through one
+//! attach comes from one thread at a time; two threads that share a segment attach
+//! it twice (the race demo does), which gives each its own mapping.
 #![allow(unsafe_code)]
 
+mod memory;
+
+pub use memory::SessionMemory;
+
 use crate::checksum;
-use crate::error::{Error, Result};
+use crate::error::{Error, ObjectKind, Result};
+use crate::header::{Header, HeaderFields};
 use crate::key::IpcKey;
+use crate::layout;
 use crate::sys::shm;
 use crate::trace;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64};
@@ -110,12 +126,10 @@ pub struct Segment {
     read_only: bool,
 }
 
-// SAFETY: the mapping is process-wide (not thread-bound) and every access goes through
-// raw pointers with atomics or the semaphore protocol for synchronisation; moving the
-// handle to another thread changes nothing about that.
+// SAFETY: a mapping belongs to the process, not to a thread: moving the one handle
+// to another thread moves every access made through it along with it. (Segment is
+// deliberately not Sync: see the module documentation.)
 unsafe impl Send for Segment {}
-// SAFETY: shared access only reads through raw pointers or atomics; see `Send`.
-unsafe impl Sync for Segment {}
 
 impl Segment {
     /// Creates a new segment of `size` bytes at `key` with `IPC_CREAT | IPC_EXCL`, so
@@ -142,6 +156,7 @@ impl Segment {
             Err(e) if e.errno() == libc::EINVAL => {
                 return Err(Error::Limit {
                     call: "shmget",
+                    object: ObjectKind::Segment,
                     key,
                     detail: format!(
                         "a segment of {size} bytes is outside the kernel's SHMMIN..SHMMAX \
@@ -169,9 +184,9 @@ impl Segment {
 
     /// Attaches the existing segment `id` for reading only (`shmat(id, NULL,
     /// SHM_RDONLY)`), as `shm-inspect` does: the kernel maps the pages without write
-    /// permission, so not even a bug of ours can change what the peers see.
-    /// [`Segment::write_bytes`] and [`Segment::read_from_fd`] refuse on such a segment;
-    /// use only loads on the atomics it hands out (a store would fault).
+    /// permission, so not even a bug of ours can change what the peers see. Such an
+    /// attach offers copies only ([`Segment::read_bytes`],
+    /// [`Segment::header_fields`]): the writing methods and the atomics refuse.
     pub fn attach_read_only(key: IpcKey, id: i32) -> Result<Segment> {
         Segment::attach_with(key, id, true)
     }
@@ -269,10 +284,36 @@ impl Segment {
         }
     }
 
-    /// A reference to an `AtomicU32` field both processes use concurrently.
-    /// Atomics are the one kind of reference that is sound on memory another process
-    /// writes: every access through them is an atomic instruction.
+    /// Our header, as the atomics it is made of. Fails for a segment smaller than
+    /// the header, and for a read-only attach (use [`Segment::header_fields`]).
+    pub fn header(&self) -> Result<&Header> {
+        self.check_writable()?;
+        let p = self.span(0, layout::HEADER_SIZE)?;
+        // SAFETY: the mapping has at least HEADER_SIZE bytes (checked by `span`) and
+        // is page-aligned (shmat returns an SHMLBA-aligned address), so `p` is valid
+        // and aligned for a Header, which is nothing but atomic integers: a shared
+        // reference to atomics is sound however other threads or processes change
+        // them, and this attach is writable, so their stores cannot fault. The
+        // reference borrows `self`, so it cannot outlive the mapping.
+        Ok(unsafe { &*p.cast::<Header>() })
+    }
+
+    /// Every header field, read once: by atomic loads on a read-write attach, by
+    /// one copy of the header page on a read-only one. Fails only for a segment
+    /// smaller than the header.
+    pub fn header_fields(&self) -> Result<HeaderFields> {
+        if !self.read_only {
+            return Ok(self.header()?.fields());
+        }
+        let mut page = vec![0u8; layout::HEADER_SIZE];
+        self.read_bytes(0, &mut page)?;
+        HeaderFields::from_bytes(&page).ok_or_else(|| Error::internal("header page too short"))
+    }
+
+    /// The `u32` at `offset` as an atomic (4-aligned; read-write attaches only): for
+    /// programs that use a segment their own way, like the race demo's counter.
     pub fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32> {
+        self.check_writable()?;
         if offset % 4 != 0 {
             return Err(Error::Corrupt {
                 key: self.key,
@@ -281,12 +322,13 @@ impl Segment {
         }
         let p = self.span(offset, 4)?;
         // SAFETY: in bounds and 4-aligned (the mapping is page-aligned); AtomicU32 has
-        // the size and alignment of u32 and permits concurrent access from anywhere.
-        // The reference's lifetime is tied to &self, so it cannot outlive the mapping.
+        // the size and alignment of u32 and permits concurrent access from anywhere;
+        // the attach is writable. The reference's lifetime is tied to &self, so it
+        // cannot outlive the mapping.
         Ok(unsafe { AtomicU32::from_ptr(p.cast::<u32>()) })
     }
 
-    /// A reference to an `AtomicI32` field (pids); see [`Segment::atomic_u32`].
+    /// The `i32` at `offset` as an atomic; see [`Segment::atomic_u32`].
     pub fn atomic_i32(&self, offset: usize) -> Result<&AtomicI32> {
         let a = self.atomic_u32(offset)?;
         // SAFETY: AtomicI32 and AtomicU32 have the same size, alignment and
@@ -294,8 +336,9 @@ impl Segment {
         Ok(unsafe { AtomicI32::from_ptr(a.as_ptr().cast::<i32>()) })
     }
 
-    /// A reference to an `AtomicU64` field; see [`Segment::atomic_u32`].
+    /// The `u64` at `offset` as an atomic (8-aligned); see [`Segment::atomic_u32`].
     pub fn atomic_u64(&self, offset: usize) -> Result<&AtomicU64> {
+        self.check_writable()?;
         if offset % 8 != 0 {
             return Err(Error::Corrupt {
                 key: self.key,
@@ -317,16 +360,14 @@ impl Segment {
         Ok(())
     }
 
-    /// Refuses writes through a read-only attach (they would fault with SIGSEGV).
+    /// Refuses writes (and atomics) through a read-only attach: they would fault
+    /// with SIGSEGV.
     fn check_writable(&self) -> Result<()> {
         if self.read_only {
-            return Err(Error::InvalidArgument {
-                what: "segment access",
-                reason: format!(
-                    "shmid {} is attached read-only (SHM_RDONLY); it cannot be written",
-                    self.id
-                ),
-            });
+            return Err(Error::internal(format!(
+                "shmid {} is attached read-only (SHM_RDONLY); it cannot be written",
+                self.id
+            )));
         }
         Ok(())
     }
@@ -337,7 +378,7 @@ impl Segment {
     /// is read once and the bytes checked are the bytes delivered. (Copying and
     /// checksumming in L1-sized chunks instead measured no faster, and 10% slower for
     /// 1 MiB frames on two CPUs: one long copy lets `memmove` take its fastest path.)
-    pub fn read_append(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> Result<()> {
+    pub(crate) fn read_append(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> Result<()> {
         let p = self.span(offset, len)?;
         out.reserve(len);
         let old = out.len();
@@ -352,7 +393,10 @@ impl Segment {
         Ok(())
     }
 
-    /// Copies `data` into the segment at `offset`.
+    /// Copies `data` into the segment at `offset`: for slots (whose bytes the
+    /// semaphore protocol gives to one process at a time) and for programs that use a
+    /// segment as bytes, such as a test playing a hostile process. Refused on a
+    /// read-only attach.
     pub fn write_bytes(&self, offset: usize, data: &[u8]) -> Result<()> {
         self.check_writable()?;
         let p = self.span(offset, data.len())?;
@@ -362,14 +406,15 @@ impl Segment {
         Ok(())
     }
 
-    /// Reads a little-endian `u32` field once.
+    /// Reads the little-endian `u32` at `offset` once, by copy (for programs that
+    /// look at a segment as bytes; the protocol's own code uses [`Segment::header`]).
     pub fn read_u32(&self, offset: usize) -> Result<u32> {
         let mut b = [0u8; 4];
         self.read_bytes(offset, &mut b)?;
         Ok(u32::from_le_bytes(b))
     }
 
-    /// Reads a little-endian `u64` field once.
+    /// Reads the little-endian `u64` at `offset` once, by copy.
     pub fn read_u64(&self, offset: usize) -> Result<u64> {
         let mut b = [0u8; 8];
         self.read_bytes(offset, &mut b)?;
@@ -380,7 +425,7 @@ impl Segment {
     /// a small private buffer (copy first, then checksum the copy: the shared bytes are
     /// never borrowed as a slice). Used by the writer on a slot it has just filled with
     /// `read(2)`, while the bytes are still in the cache.
-    pub fn crc32c_append(&self, offset: usize, len: usize, mut crc: u32) -> Result<u32> {
+    pub(crate) fn crc32c_append(&self, offset: usize, len: usize, mut crc: u32) -> Result<u32> {
         let mut chunk = [0u8; CRC_CHUNK];
         let end = offset.checked_add(len).ok_or_else(|| Error::Corrupt {
             key: self.key,
@@ -396,9 +441,15 @@ impl Segment {
         Ok(crc)
     }
 
-    /// Fills `len` bytes at `offset` from a file descriptor with one `read(2)`,
-    /// straight into the segment (no intermediate buffer). Returns the byte count.
-    pub fn read_from_fd(&self, offset: usize, len: usize, fd: i32) -> std::io::Result<usize> {
+    /// Fills up to `len` bytes at `offset` from a file descriptor with one `read(2)`,
+    /// straight into the segment (no intermediate buffer), retrying on `EINTR`.
+    /// Returns the byte count (0 at the end of the input).
+    pub(crate) fn read_from_fd(
+        &self,
+        offset: usize,
+        len: usize,
+        fd: i32,
+    ) -> std::io::Result<usize> {
         self.check_writable()
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let p = self

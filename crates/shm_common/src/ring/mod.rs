@@ -1,0 +1,91 @@
+//! The bounded buffer: [`Producer`] publishes frames into free slots, [`Consumer`]
+//! takes published frames out, each in batches of as many slots as are ready.
+//!
+//! - `producer.rs`: taking free slots, filling them, publishing them;
+//! - `consumer.rs`: taking published frames, checking them, freeing the slots;
+//! - `order.rs`: what a reader expects of each writer's frames.
+//!
+//! # The protocol in one paragraph
+//! A writer takes `k` free slots *and* the write mutex in one atomic `semop`
+//! (`FREE -= k`, `WRITE_MUTEX -= 1`), fills slots `HEAD .. HEAD+k`, then publishes
+//! them in one more atomic `semop` that also moves `HEAD`, adds `k` to `FILLED` and
+//! releases the mutex. A reader does the mirror image with `FILLED`, `READ_MUTEX`,
+//! `TAIL` and `FREE`. Because the indices live in semaphores and change in the same
+//! atomic call that publishes, a process killed at any instant leaves either the old
+//! state or the new one, never a mix: the kernel's SEM_UNDO gives back the mutex and
+//! the slots it had taken, and no half-written slot was ever counted in `FILLED`.
+//!
+//! # SEM_UNDO on a counting semaphore, balanced
+//! Taking slots with SEM_UNDO makes the kernel return them if we die mid-batch. But
+//! undo adjustments accumulate for a process's whole life, so after publishing we
+//! must cancel ours without changing the value: `{FREE, +k, SEM_UNDO}` followed by
+//! `{FREE, -k, 0}` in the same call does exactly that (value unchanged, adjustment
+//! back to zero). A process therefore never carries an adjustment on FREE or FILLED
+//! outside its critical section.
+
+mod consumer;
+mod order;
+mod producer;
+
+pub use consumer::{Batch, Consumer, Delivered, Received};
+pub use producer::Producer;
+
+use crate::semaphore::SemOp;
+use crate::session::Session;
+
+/// Default most frames taken or published per `semop`. Measured (BENCHMARKS.md,
+/// "Tunables"): 64-byte frames went from 10 M msg/s at 32 to 13-14 M at 64 and
+/// 16-17 M at 128-256; 4 KiB frames gain ~8% from 64 to 128 and nothing beyond. Large
+/// frames are limited by [`MAX_BATCH_BYTES`] instead, so this only matters for small ones.
+pub const DEFAULT_MAX_BATCH: u32 = 256;
+
+/// A reader's batch is also capped in bytes, so that the private copy it makes (and
+/// checksums) stays in the CPU cache: beyond this, batching saves no syscalls worth
+/// having and the copy starts to run at memory speed instead of cache speed.
+pub const MAX_BATCH_BYTES: usize = 512 << 10;
+
+/// The batch limit for a geometry: `max_batch` frames, but no more than
+/// [`MAX_BATCH_BYTES`] of slots, and at least one.
+pub(crate) fn batch_limit(s: &Session, max_batch: u32) -> u32 {
+    let by_bytes = (MAX_BATCH_BYTES / s.geometry().slot_size as usize).max(1) as u32;
+    max_batch.min(by_bytes).clamp(1, s.geometry().slots)
+}
+
+/// Receives one-line notes for the user (waiting, a stopped peer).
+pub type Notes<'a> = &'a (dyn Fn(String) + Sync);
+
+/// The end of one side's critical section, as one atomic `semop`: cancel the undo
+/// adjustment of the `taken` units of `counter` while really consuming `consumed` of
+/// them, move `index` by `index_delta`, give `given` to `other`, release `mutex`.
+/// Writers: counter FREE, index HEAD, other FILLED. Readers: counter FILLED, index
+/// TAIL, other FREE.
+pub(crate) struct Release {
+    pub counter: u16,
+    pub taken: u32,
+    pub consumed: u32,
+    pub index: u16,
+    pub index_delta: i32,
+    pub other: u16,
+    pub given: u32,
+    pub mutex: u16,
+}
+
+impl Release {
+    /// The operations, zero deltas left out (a zero `sem_op` would mean "wait for
+    /// zero"). All values fit in `i16`: they are bounded by the slot count (<= 32767).
+    pub fn ops(&self) -> Vec<SemOp> {
+        let mut ops = Vec::with_capacity(5);
+        ops.push(SemOp::undo(self.counter, self.taken as i16));
+        if self.consumed > 0 {
+            ops.push(SemOp::new(self.counter, -(self.consumed as i16)));
+        }
+        if self.index_delta != 0 {
+            ops.push(SemOp::new(self.index, self.index_delta as i16));
+        }
+        if self.given > 0 {
+            ops.push(SemOp::new(self.other, self.given as i16));
+        }
+        ops.push(SemOp::undo(self.mutex, 1));
+        ops
+    }
+}

@@ -1,0 +1,200 @@
+//! What is at a key, as far as we may tell without changing anything: nothing, a
+//! session of ours, one being created right now, the stale leftovers of a crash, or
+//! something that is not ours (an error naming it, and the `ipcrm` that would
+//! remove it if the user decides to).
+
+use super::INIT_GRACE;
+use crate::error::{Error, Result};
+use crate::header;
+use crate::key::IpcKey;
+use crate::layout::{self, sem};
+use crate::segment::{self, Segment, SessionMemory};
+use crate::semaphore::{self, SemaphoreSet};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// What is at a key.
+pub(super) enum Found {
+    Nothing,
+    /// Ours and initialised: segment attached and checked, set opened.
+    Ours(SessionMemory, SemaphoreSet),
+    /// Being created right now by someone else (or being removed).
+    Initialising,
+    /// Ours, but nobody can be using it: remove it before creating anew.
+    Stale {
+        shmid: Option<i32>,
+        semid: Option<i32>,
+        why: String,
+    },
+}
+
+fn euid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+/// An object owned by another user is only ours to use if its mode lets everyone read
+/// and write it (the owner widened it with `--mode` on purpose).
+fn foreign_owner(uid: u32, mode: u32) -> bool {
+    uid != euid() && mode & 0o006 != 0o006
+}
+
+/// `ipcrm -m SHMID -s SEMID`, for the ids given.
+pub(crate) fn ipcrm_hint(shmid: Option<i32>, semid: Option<i32>) -> Option<String> {
+    let mut parts = vec!["ipcrm".to_string()];
+    if let Some(id) = shmid {
+        parts.push(format!("-m {id}"));
+    }
+    if let Some(id) = semid {
+        parts.push(format!("-s {id}"));
+    }
+    (parts.len() > 1).then(|| parts.join(" "))
+}
+
+/// How long ago `epoch_secs` was (kernel times have one-second resolution).
+fn age(epoch_secs: i64) -> Duration {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    Duration::from_secs(now.saturating_sub(epoch_secs).max(0) as u64)
+}
+
+/// Looks at what is at `key` without changing anything.
+pub(super) fn discover(key: IpcKey) -> Result<Found> {
+    // Look up the segment first, then the set: a creator makes them in the other
+    // order, so a segment we find always had its set made before it. (The other
+    // way round, a creator working between our two lookups would show us a
+    // segment without a set, which we would take for a leftover and remove:
+    // found by the chaos schedule.)
+    let shmid = segment::find(key)?;
+    let semid = semaphore::find(key)?;
+    if semid.is_none() && shmid.is_none() {
+        return Ok(Found::Nothing);
+    }
+    // The set: member count and owner decide whether it can be ours.
+    let set_stat = match semid {
+        Some(id) => match semaphore::stat(key, id) {
+            Ok(st) => Some((id, st)),
+            Err(Error::PeerGone { .. }) => return Ok(Found::Initialising),
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    if let Some((id, st)) = set_stat {
+        if st.nsems != sem::COUNT as u64 || foreign_owner(st.uid, st.mode) {
+            return Err(Error::Conflict {
+                key,
+                detail: format!(
+                    "a semaphore set that is not ours is there (semid {id}, owner uid {}, {} members, mode {:o})",
+                    st.uid, st.nsems, st.mode
+                ),
+                remove_hint: ipcrm_hint(None, Some(id)),
+            });
+        }
+    }
+    let Some(shmid) = shmid else {
+        // A set without a segment: a creator between its two steps, or a crash.
+        let Some((id, st)) = set_stat else {
+            return Ok(Found::Initialising);
+        };
+        return Ok(if st.otime == 0 && age(st.ctime) < INIT_GRACE {
+            Found::Initialising
+        } else {
+            Found::Stale {
+                shmid: None,
+                semid: Some(id),
+                why: "a semaphore set without its segment".into(),
+            }
+        });
+    };
+    let seg_stat = match segment::stat(key, shmid) {
+        Ok(st) => st,
+        Err(Error::PeerGone { .. }) => return Ok(Found::Initialising),
+        Err(e) => return Err(e),
+    };
+    if foreign_owner(seg_stat.uid, seg_stat.mode) {
+        return Err(Error::Conflict {
+            key,
+            detail: format!(
+                "the segment there (shmid {shmid}) belongs to uid {} with mode {:o}: it is not ours",
+                seg_stat.uid, seg_stat.mode
+            ),
+            remove_hint: ipcrm_hint(Some(shmid), semid),
+        });
+    }
+    let seg = match Segment::attach(key, shmid) {
+        Ok(s) => s,
+        Err(Error::Sys { source, .. })
+            if matches!(source.raw_os_error(), Some(libc::EINVAL | libc::EIDRM)) =>
+        {
+            return Ok(Found::Initialising)
+        }
+        Err(e) => return Err(e),
+    };
+    // Smaller than our header: never ours (header::check says so, naming it).
+    let Ok(h) = seg.header() else {
+        header::check(&seg)?;
+        return Err(Error::internal(
+            "a segment smaller than the header passed its check",
+        ));
+    };
+    // A new segment is all zeros, and its creator writes the magic last, so magic 0
+    // means "header not complete yet", whatever the other fields already say.
+    // SYNC POINT "header published" (Acquire; the Release is in Header::initialise).
+    if h.magic.load(Ordering::Acquire) == 0 {
+        // Our creator makes the set before the segment, so a blank segment with
+        // no set beside it was never ours (e.g. what `ipcmk -M` leaves).
+        if semid.is_none() {
+            return Err(Error::Conflict {
+                key,
+                detail: format!(
+                    "a segment that is not ours is there (shmid {shmid}, owner uid {}, {} bytes, no header)",
+                    seg_stat.uid, seg_stat.size
+                ),
+                remove_hint: ipcrm_hint(Some(shmid), None),
+            });
+        }
+        let young = age(seg_stat.change_time) < INIT_GRACE;
+        return Ok(if young {
+            Found::Initialising
+        } else {
+            Found::Stale {
+                shmid: Some(shmid),
+                semid,
+                why: "a segment whose creator died before writing the header".into(),
+            }
+        });
+    }
+    let geometry = header::check(&seg)?;
+    let Some((semid, st)) = set_stat else {
+        // Its set is gone: the session is being removed (the set goes first), and
+        // the processes still attached are on their way out; or a remover died
+        // between the two removals, and then nobody is attached.
+        if seg_stat.attached > 0 {
+            return Ok(Found::Initialising);
+        }
+        return Ok(Found::Stale {
+            shmid: Some(shmid),
+            semid: None,
+            why: "a segment without its semaphore set, and nobody attached".into(),
+        });
+    };
+    if st.otime == 0 {
+        return Ok(if age(st.ctime) < INIT_GRACE {
+            Found::Initialising
+        } else {
+            Found::Stale {
+                shmid: Some(shmid),
+                semid: Some(semid),
+                why: "the creator died before initialising the set".into(),
+            }
+        });
+    }
+    let sems = SemaphoreSet::open(key, semid, sem::NAMES)?;
+    Ok(Found::Ours(SessionMemory::new(seg, geometry)?, sems))
+}
+
+/// Whether `flags` (a header's) mark a shared session.
+pub(super) fn is_shared(flags: u32) -> bool {
+    flags & layout::FLAG_SHARED != 0
+}

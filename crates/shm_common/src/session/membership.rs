@@ -1,0 +1,345 @@
+//! Joining and leaving. Both happen with *both* mutexes held (taken in one atomic
+//! `semop`, so two processes can never each hold one and wait for the other): no
+//! join or leave is then half done, the semaphore counts agree with the header's
+//! counters, and "am I the last one?" has one answer. The last to leave removes the
+//! objects, the one explicit, named removal of the session ([`Session::remove_objects`]).
+
+use super::discover::{self, Found};
+use super::{Departure, Role, Session, Snapshot};
+use crate::cancel;
+use crate::error::{Error, Result};
+use crate::key::IpcKey;
+use crate::layout::{sem, State};
+use crate::segment;
+use crate::semaphore::{self, Applied, Patience, SemOp, Why};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// How a join attempt ended.
+enum JoinStep {
+    Joined,
+    /// The objects were stale and have been removed.
+    Removed,
+}
+
+impl Session {
+    /// Takes both mutexes in one atomic `semop`. Waits at most `patience`;
+    /// `Ok(false)` if the objects disappeared meanwhile. Joining gives up on Ctrl-C;
+    /// leaving does not.
+    fn lock_both_for(
+        &self,
+        why: &'static str,
+        patience: Option<Duration>,
+        cancellable: bool,
+    ) -> Result<bool> {
+        let start = Instant::now();
+        loop {
+            let ops = [
+                SemOp::undo(sem::WRITE_MUTEX, -1),
+                SemOp::undo(sem::READ_MUTEX, -1),
+            ];
+            match self
+                .sems
+                .apply(&ops, Patience::UpTo(cancel::POLL), Why::once(why))
+            {
+                Ok(Applied::Done) => {
+                    let h = self.header();
+                    h.write_mutex_holder.store(self.pid, Ordering::Relaxed);
+                    h.read_mutex_holder.store(self.pid, Ordering::Relaxed);
+                    return Ok(true);
+                }
+                Ok(Applied::NotYet) => {}
+                Err(Error::PeerGone { .. }) => return Ok(false),
+                Err(e) => return Err(e),
+            }
+            if cancellable && cancel::requested() {
+                return Err(Error::Interrupted {
+                    detail: "while joining; nothing of ours was left".into(),
+                });
+            }
+            if patience.is_some_and(|p| start.elapsed() > p) {
+                return Err(Error::PeerGone {
+                    key: self.key,
+                    detail:
+                        "a peer has held the session's mutexes for too long (stopped with SIGSTOP?)"
+                            .into(),
+                });
+            }
+        }
+    }
+
+    /// A snapshot taken with both mutexes held, so that no join or leave is half done
+    /// and the semaphore counts agree with the header's counters. Use it before
+    /// declaring a peer dead: an unlocked snapshot can catch a joining peer after its
+    /// `joined` counter went up but before its live count did. `Ok(None)`: the
+    /// mutexes could not be had within a second (a stopped peer holds one), so
+    /// nothing can be concluded yet.
+    pub fn locked_snapshot(&self) -> Result<Option<Snapshot>> {
+        match self.lock_both_for(
+            "take both mutexes to read the counts consistently",
+            Some(Duration::from_secs(1)),
+            false,
+        ) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(Error::PeerGone {
+                    key: self.key,
+                    detail: "the objects were removed while we waited".into(),
+                })
+            }
+            Err(Error::PeerGone { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let snap = self.snapshot();
+        self.unlock_both(&[])?;
+        snap.map(Some)
+    }
+
+    /// Releases both mutexes together with `extra` operations, atomically.
+    fn unlock_both(&self, extra: &[SemOp]) -> Result<()> {
+        let h = self.header();
+        h.write_mutex_holder.store(0, Ordering::Relaxed);
+        h.read_mutex_holder.store(0, Ordering::Relaxed);
+        let mut ops = extra.to_vec();
+        ops.push(SemOp::undo(sem::WRITE_MUTEX, 1));
+        ops.push(SemOp::undo(sem::READ_MUTEX, 1));
+        self.sems
+            .apply(&ops, Patience::Forever, Why::once("release both mutexes"))
+            .map(drop)
+    }
+
+    /// Joins an initialised session. `Ok(false)`: it went away (or was stale and we
+    /// removed it) meanwhile; look again.
+    pub(super) fn join(
+        &mut self,
+        opts: &super::OpenOptions,
+        note: &dyn Fn(String),
+    ) -> Result<bool> {
+        if !self.lock_both_for(
+            "join: take both mutexes to update the peer table",
+            None,
+            true,
+        )? {
+            return Ok(false);
+        }
+        let ids = discover::ipcrm_hint(Some(self.segment().id()), Some(self.sems.id()))
+            .unwrap_or_default();
+        match self.join_locked(opts) {
+            Ok(JoinStep::Joined) => Ok(true),
+            Ok(JoinStep::Removed) => {
+                note(format!("recovered stale objects at key {} (every process that used them is gone): removed them ({ids})", self.key));
+                Ok(false)
+            }
+            Err(e) => {
+                let _ = self.unlock_both(&[]);
+                Err(e)
+            }
+        }
+    }
+
+    /// The body of `join`, with both mutexes held. On error the mutexes are still
+    /// held; otherwise they have been released (or the objects removed).
+    fn join_locked(&mut self, opts: &super::OpenOptions) -> Result<JoinStep> {
+        let key = self.key;
+        let snap = self.snapshot()?;
+        self.shared = discover::is_shared(self.header().flags());
+        let nobody_alive = snap.live_writers() + snap.live_readers() == 0;
+        let persisted = snap.state == Some(State::Ended) && snap.readers_joined == 0;
+        if opts.role == Role::Writer {
+            if nobody_alive && !persisted {
+                // Every peer died and no complete stream waits for a reader: the
+                // objects are stale. Removing the set wakes nobody (nobody is there).
+                self.remove_objects()?;
+                return Ok(JoinStep::Removed);
+            }
+            if snap.state == Some(State::Ended) {
+                return Err(Error::Conflict {
+                    key,
+                    detail: if persisted {
+                        "a finished stream is waiting there for its reader (run `reader`)".into()
+                    } else {
+                        "the stream there has ended and its readers are draining it".into()
+                    },
+                    remove_hint: discover::ipcrm_hint(
+                        Some(self.segment().id()),
+                        Some(self.sems.id()),
+                    )
+                    .filter(|_| persisted),
+                });
+            }
+            if !self.shared || !opts.shared {
+                return Err(self.exclusive_conflict(opts.role));
+            }
+        } else if !self.shared && snap.readers_joined > 0 {
+            if nobody_alive {
+                // A byte stream whose reader and writer are both gone: nobody can
+                // complete it (it was already partly read), so it is stale.
+                self.remove_objects()?;
+                return Ok(JoinStep::Removed);
+            }
+            return Err(self.exclusive_conflict(opts.role));
+        }
+        let h = self.header();
+        let r = Ordering::Relaxed;
+        let (id, joined) = match opts.role {
+            Role::Writer => {
+                let id = h.next_writer_id.load(r);
+                h.next_writer_id.store(id.wrapping_add(1), r);
+                (id, &h.writers_joined)
+            }
+            Role::Reader => (snap.readers_joined + 1, &h.readers_joined),
+        };
+        self.set_peer(opts.role.code(), id)?;
+        joined.fetch_add(1, r);
+        self.id = id;
+        // Count ourselves (SEM_UNDO: the kernel un-counts us if we die) and release
+        // both mutexes, in one atomic step.
+        self.unlock_both(&[SemOp::undo(opts.role.count_member(), 1)])?;
+        self.joined = true;
+        Ok(JoinStep::Joined)
+    }
+
+    fn exclusive_conflict(&self, role: Role) -> Error {
+        let pids = self.peer_pids(role.code());
+        let who = if pids.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (pid {})",
+                pids.iter()
+                    .map(i32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let role = role.name();
+        Error::Conflict {
+            key: self.key,
+            detail: format!(
+                "a {role}{who} already uses this byte-stream session, which allows one writer and one reader; \
+                 start every writer with --lines to share a session"
+            ),
+            remove_hint: None,
+        }
+    }
+
+    /// Leaves the session: un-counts us and, if we are the last one, removes both
+    /// objects, unless a writer leaves a finished stream for a reader still to come.
+    /// `finished`: we completed our part (a writer sent END, a reader saw FINAL).
+    pub fn leave(&mut self, finished: bool) -> Result<Departure> {
+        if !self.joined {
+            return Ok(Departure::AlreadyGone);
+        }
+        // Bounded: if a stopped peer holds a mutex, we exit anyway and the kernel's
+        // SEM_UNDO un-counts us; the objects then stay for the last one to remove.
+        match self.lock_both_for(
+            "leave: take both mutexes to decide who removes",
+            Some(Duration::from_secs(5)),
+            false,
+        ) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.joined = false;
+                return Ok(Departure::AlreadyGone);
+            }
+            Err(e) => return Err(e),
+        }
+        let result = (|| {
+            let snap = self.snapshot()?;
+            self.clear_peer();
+            if finished {
+                let h = self.header();
+                let field = match self.role {
+                    Role::Writer => &h.writers_finished,
+                    Role::Reader => &h.readers_finished,
+                };
+                field.fetch_add(1, Ordering::Relaxed);
+            }
+            let others = (snap.live_writers() + snap.live_readers()).saturating_sub(1);
+            let persisted = self.role == Role::Writer
+                && finished
+                && snap.state == Some(State::Ended)
+                && snap.readers_joined == 0;
+            if others == 0 && !persisted {
+                // The explicit, named removal: nobody else is attached to the session
+                // and nothing in it is waiting for anyone.
+                self.remove_objects()?;
+                return Ok(Departure::Removed);
+            }
+            let mut ops = vec![SemOp::undo(self.role.count_member(), -1)];
+            if self.ended.get() {
+                ops.push(SemOp::undo(sem::ENDED, -1));
+            }
+            self.unlock_both(&ops)?;
+            self.joined = false;
+            Ok(Departure::Left)
+        })();
+        if result.is_err() && self.joined {
+            let _ = self.unlock_both(&[]);
+        }
+        result
+    }
+
+    /// Removes the semaphore set (waking anyone still waiting, with EIDRM) and then
+    /// the segment (destroyed when the last process detaches). This is the only place
+    /// the session removes its objects.
+    pub fn remove_objects(&mut self) -> Result<()> {
+        semaphore::remove_id(self.key, self.sems.id())?;
+        segment::remove_id(self.key, self.segment().id())?;
+        self.joined = false;
+        Ok(())
+    }
+}
+
+/// What [`remove_session`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cleanup {
+    /// Nothing was at the key.
+    Nothing,
+    /// Our objects were removed; the text says which.
+    Removed(String),
+}
+
+/// `make clean` / `writer --remove`: removes the session at `key` if it is ours (our
+/// magic and version, our member count, our user) and no live process uses it.
+/// Refuses, changing nothing, for a foreign object or a live session.
+pub fn remove_session(key: IpcKey) -> Result<Cleanup> {
+    match discover::discover(key)? {
+        Found::Nothing => Ok(Cleanup::Nothing),
+        Found::Initialising => Err(Error::Conflict {
+            key,
+            detail: "a writer is creating a session there right now".into(),
+            remove_hint: None,
+        }),
+        Found::Stale { shmid, semid, why } => {
+            if let Some(id) = semid {
+                semaphore::remove_id(key, id)?;
+            }
+            if let Some(id) = shmid {
+                segment::remove_id(key, id)?;
+            }
+            Ok(Cleanup::Removed(format!(
+                "{} ({why})",
+                discover::ipcrm_hint(shmid, semid).unwrap_or_default()
+            )))
+        }
+        Found::Ours(mem, sems) => {
+            let v = sems.values()?;
+            let live = v[usize::from(sem::WRITERS)] + v[usize::from(sem::READERS)];
+            if live > 0 {
+                return Err(Error::Conflict {
+                    key,
+                    detail: format!(
+                        "the session there is in use by {live} live process(es); stop them first"
+                    ),
+                    remove_hint: None,
+                });
+            }
+            let seg = mem.into_segment();
+            let what = discover::ipcrm_hint(Some(seg.id()), Some(sems.id())).unwrap_or_default();
+            sems.remove()?;
+            seg.remove()?;
+            Ok(Cleanup::Removed(what))
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! [`Session`]: one process's membership in the session at a key: finding or
+//! creating the segment and the semaphore set there, joining as a writer or a
+//! reader, leaving, and the explicit decision to remove them.
+//!
+//! - `create.rs`: the creation race and its classic fix (below);
+//! - `discover.rs`: what is at a key: ours, foreign, half-made, stale;
+//! - `membership.rs`: joining and leaving with both mutexes held, and who removes;
+//! - `peers.rs`: the peer table, the counters' snapshots, and who is alive.
+//!
+//! # The initialisation race, and its classic fix
+//! `semget(IPC_CREAT)` and the initial `semctl(SETALL)` are two calls. A process that
+//! opens the set between them would use uninitialised semaphores. We create with
+//! `IPC_CREAT | IPC_EXCL`, so exactly one process is the creator; it fills the header,
+//! sets every value, and only then performs its first `semop`, which sets the set's
+//! `sem_otime`. Everyone else waits until `sem_otime != 0` (Stevens, UNP vol. 2, §11.2)
+//! before touching the set; a set still at `sem_otime == 0` after [`INIT_GRACE`]
+//! belongs to a creator that died half way, and is stale.
+//!
+//! # Who removes
+//! Joining and leaving happen with both mutexes held, so "am I the last one?" has one
+//! answer. The last to leave removes both objects, except a writer that leaves a
+//! complete stream for a reader that has not come yet (`--persist`). Objects of ours
+//! that nobody uses any more (every peer died) are *stale*; a writer recovers them.
+
+mod create;
+mod discover;
+mod membership;
+mod peers;
+
+pub use membership::{remove_session, Cleanup};
+pub use peers::{process_alive, process_stopped, Snapshot};
+
+use crate::cancel;
+use crate::error::{Error, Result};
+use crate::header::Header;
+use crate::key::IpcKey;
+use crate::layout::{self, sem, Geometry};
+use crate::segment::{self, Segment, SessionMemory};
+use crate::semaphore::{self, SemaphoreSet};
+use discover::Found;
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+/// How long a set may stay uninitialised (`sem_otime == 0`) before it counts as the
+/// leftover of a creator that died half way. A live creator needs microseconds.
+pub const INIT_GRACE: Duration = Duration::from_secs(2);
+
+/// Which side of the stream a process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Publishes frames.
+    Writer,
+    /// Consumes frames.
+    Reader,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Writer => "writer",
+            Role::Reader => "reader",
+        }
+    }
+    fn count_member(self) -> u16 {
+        match self {
+            Role::Writer => sem::WRITERS,
+            Role::Reader => sem::READERS,
+        }
+    }
+    fn code(self) -> u32 {
+        match self {
+            Role::Writer => layout::ROLE_WRITER,
+            Role::Reader => layout::ROLE_READER,
+        }
+    }
+}
+
+/// How to open a session.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// The key.
+    pub key: IpcKey,
+    /// Writer or reader.
+    pub role: Role,
+    /// Geometry a writer creates with (readers read it from the header).
+    pub geometry: Geometry,
+    /// Permission bits for new objects.
+    pub mode: u32,
+    /// Writer: the stream may outlive the writer until a reader comes (`--persist`).
+    pub persist: bool,
+    /// Many writers and readers (message mode) instead of one exclusive pair.
+    pub shared: bool,
+}
+
+impl OpenOptions {
+    /// A byte-stream writer with the default geometry and mode 0600.
+    pub fn writer(key: IpcKey) -> OpenOptions {
+        OpenOptions {
+            key,
+            role: Role::Writer,
+            geometry: Geometry {
+                slots: layout::DEFAULT_SLOTS,
+                slot_size: layout::DEFAULT_SLOT_SIZE,
+            },
+            mode: 0o600,
+            persist: false,
+            shared: false,
+        }
+    }
+
+    /// A reader (it takes the geometry from the header).
+    pub fn reader(key: IpcKey) -> OpenOptions {
+        OpenOptions {
+            role: Role::Reader,
+            ..OpenOptions::writer(key)
+        }
+    }
+}
+
+/// How `leave` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure {
+    /// Others remain (or a finished stream waits for its reader): objects kept.
+    Left,
+    /// We were the last: both objects removed.
+    Removed,
+    /// The objects were already gone.
+    AlreadyGone,
+}
+
+/// One process's membership in the session at a key. Dropping it without
+/// [`Session::leave`] detaches; the kernel's `SEM_UNDO` then un-counts us.
+#[derive(Debug)]
+pub struct Session {
+    key: IpcKey,
+    mem: SessionMemory,
+    sems: SemaphoreSet,
+    role: Role,
+    id: u32,
+    shared: bool,
+    created: bool,
+    joined: bool,
+    /// Set once our END/FINAL is published with `{ENDED, +1, SEM_UNDO}`, so that
+    /// leaving lowers ENDED again.
+    ended: Cell<bool>,
+    pid: i32,
+}
+
+impl Session {
+    /// Finds, creates or waits for the session at `opts.key` and joins it.
+    /// `note` receives one-line messages for the user (waiting, recovery).
+    pub fn open(opts: &OpenOptions, note: &dyn Fn(String)) -> Result<Session> {
+        let key = opts.key;
+        let mut said_waiting = false;
+        let mut init_since: Option<Instant> = None;
+        loop {
+            if cancel::requested() {
+                return Err(Error::Interrupted {
+                    detail: "before joining; nothing was created".into(),
+                });
+            }
+            if opts.role == Role::Writer {
+                if let Some(s) = Session::create(opts)? {
+                    return Ok(s);
+                }
+            }
+            match discover::discover(key)? {
+                Found::Ours(mem, sems) => {
+                    let mut s = Session::member(key, mem, sems, opts.role);
+                    match s.join(opts, note)? {
+                        true => return Ok(s),
+                        // Removed or ended between our look and our join: look again.
+                        false => continue,
+                    }
+                }
+                Found::Nothing => {
+                    // Only a reader gets here (a writer would have created).
+                    if !said_waiting {
+                        note(format!(
+                            "waiting for a writer on key {key} (start `writer --key {key}`)"
+                        ));
+                        said_waiting = true;
+                    }
+                    std::thread::sleep(cancel::POLL);
+                }
+                Found::Initialising => {
+                    let since = *init_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > INIT_GRACE {
+                        // Look again next round: it reports Stale once the grace is over.
+                        init_since = None;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Found::Stale { shmid, semid, why } => {
+                    if opts.role == Role::Reader && shmid.is_none() {
+                        // A reader never removes what it cannot read; wait for a writer
+                        // to recover it.
+                        std::thread::sleep(cancel::POLL);
+                        continue;
+                    }
+                    note(format!(
+                        "recovering stale objects at key {key} ({why}): removing {}",
+                        discover::ipcrm_hint(shmid, semid).unwrap_or_default()
+                    ));
+                    if let Some(id) = semid {
+                        semaphore::remove_id(key, id)?;
+                    }
+                    if let Some(id) = shmid {
+                        segment::remove_id(key, id)?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A session value for objects that exist; `join` makes it a member.
+    fn member(key: IpcKey, mem: SessionMemory, sems: SemaphoreSet, role: Role) -> Session {
+        Session {
+            key,
+            mem,
+            sems,
+            role,
+            id: 0,
+            shared: false,
+            created: false,
+            joined: false,
+            ended: Cell::new(false),
+            pid: std::process::id() as i32,
+        }
+    }
+
+    /// The key.
+    pub fn key(&self) -> IpcKey {
+        self.key
+    }
+    /// The ring geometry.
+    pub fn geometry(&self) -> Geometry {
+        self.mem.geometry()
+    }
+    /// The attached segment.
+    pub fn segment(&self) -> &Segment {
+        self.mem.segment()
+    }
+    /// The segment's header.
+    pub fn header(&self) -> &Header {
+        self.mem.header()
+    }
+    /// The header and the slots.
+    pub(crate) fn memory(&self) -> &SessionMemory {
+        &self.mem
+    }
+    /// The semaphore set.
+    pub fn semaphores(&self) -> &SemaphoreSet {
+        &self.sems
+    }
+    /// Our role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    /// Our writer id (writers) or join number (readers).
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+    /// Whether we created the objects.
+    pub fn created(&self) -> bool {
+        self.created
+    }
+    /// Whether the session is shared (message mode, many peers).
+    pub fn shared(&self) -> bool {
+        self.shared
+    }
+    /// Whether the writer may finish before any reader came (the PERSIST flag).
+    pub fn persist(&self) -> bool {
+        self.header().flags() & layout::FLAG_PERSIST != 0
+    }
+    /// Records that our END/FINAL frame was published (with `{ENDED, +1, SEM_UNDO}`).
+    pub(crate) fn mark_ended(&self) {
+        self.ended.set(true);
+    }
+    /// Our pid.
+    pub(crate) fn pid(&self) -> i32 {
+        self.pid
+    }
+}
