@@ -77,6 +77,25 @@ pub(super) unsafe fn load<const COPY: bool>(src: *const u8, dst: *mut u8, at: us
     v
 }
 
+/// How many bytes to take one at a time before the vector loop of a kernel whose
+/// vectors have `align` bytes, so that its vector accesses are aligned: the stores
+/// when copying (a store across two cache lines costs twice), the loads otherwise.
+/// None for inputs under `from` bytes, where the head costs more than it saves.
+#[inline(always)]
+pub(super) fn head<const COPY: bool>(
+    src: *const u8,
+    dst: *mut u8,
+    len: usize,
+    align: usize,
+    from: usize,
+) -> usize {
+    if len < from {
+        return 0;
+    }
+    let at = if COPY { dst as usize } else { src as usize };
+    at.wrapping_neg() & (align - 1)
+}
+
 /// Folds the 16-byte blocks from `at` onto `x`, reduces it, and finishes the last
 /// bytes with `crc32`: the common end of every folding kernel. Returns the register.
 ///

@@ -93,16 +93,25 @@ fn every_kernel_agrees_at_large_lengths() {
 
 #[test]
 fn every_kernel_agrees_at_every_misalignment() {
-    // Lengths around each kernel's steps: 8, 16, 32, 64, one round of 128/256 bytes.
+    // Lengths around each kernel's steps: 8, 16, 32, 64, one round of 128/256 bytes;
+    // every pair of source and destination offsets.
     const LENGTHS: [usize; 10] = [0, 7, 31, 64, 100, 255, 256, 513, 777, 1100];
-    let space = bytes(1100 + 64, 3);
+    // Long enough for the wide kernels to align their accesses first (from 2 KiB):
+    // every source offset, with a spread of destination offsets.
+    const LONG: [usize; 3] = [2048, 4096 + 5, 8192 + 77];
+    let space = bytes(8192 + 77 + 64, 3);
     for k in kernels() {
         for src_off in 0..64 {
-            for n in LENGTHS {
+            for n in LENGTHS.into_iter().chain(LONG) {
                 let src = &space[src_off..src_off + n];
                 let want = crc32c::crc32c(src);
                 assert_eq!(k.crc32c_append(0, src), want, "{k:?} {n} at +{src_off}");
-                for dst_off in 0..64 {
+                let dst_offs: Vec<usize> = if n <= 1100 {
+                    (0..64).collect()
+                } else {
+                    vec![0, 1, 4, 31, 32, 63, (src_off * 7 + 3) % 64]
+                };
+                for dst_off in dst_offs {
                     assert_eq!(
                         copy_checked(k, 0, src, dst_off),
                         want,

@@ -28,6 +28,14 @@ const LANES: usize = 8;
 const BLOCK: usize = LANES * 32;
 /// Shorter inputs go to one chain of `crc32`, which wins below this (measured).
 const MIN_FOLD: usize = 64;
+/// Inputs from this long have their loads (CRC alone) or stores (copying) aligned to
+/// 32 bytes first ([`pclmul::head`]), so that no access spans two cache lines. On a
+/// Sapphire Rapids Xeon the 256-bit kernel is bound by the multiplier, and aligning
+/// only paid for copies from L2 (64 KiB: 52 against 37 GB/s, destination misaligned
+/// by 16); the thresholds are set where the head (up to 31 bytes of `crc32`) is noise.
+const ALIGN_FROM: usize = 8192;
+/// See [`ALIGN_FROM`].
+const ALIGN_COPY_FROM: usize = 4096;
 
 /// A pair of multipliers in both 128-bit halves.
 #[inline]
@@ -93,6 +101,21 @@ pub(super) unsafe fn run<const COPY: bool>(
 ) -> u32 {
     if len < MIN_FOLD {
         // SAFETY: the caller's contract.
+        return unsafe { sse42::short::<COPY>(reg, src, dst, len) };
+    }
+    let align_from = if COPY { ALIGN_COPY_FROM } else { ALIGN_FROM };
+    let h = pclmul::head::<COPY>(src, dst, len, 32, align_from);
+    // SAFETY: h <= len (h < 32 <= MIN_FOLD <= len when not 0); the caller's contract.
+    let (reg, src, dst, len) = unsafe {
+        (
+            sse42::short::<COPY>(reg, src, dst, h),
+            src.add(h),
+            dst.wrapping_add(h),
+            len - h,
+        )
+    };
+    if len < MIN_FOLD {
+        // SAFETY: the caller's contract, for the rest.
         return unsafe { sse42::short::<COPY>(reg, src, dst, len) };
     }
     let first = _mm256_zextsi128_si256(pclmul::register(reg));

@@ -25,6 +25,15 @@ const LANES: usize = 4;
 const BLOCK: usize = LANES * 64;
 /// Shorter inputs go to one chain of `crc32`, which wins below this (measured).
 const MIN_FOLD: usize = 64;
+/// Inputs from this long have their loads (CRC alone) or stores (copying) aligned to
+/// 64 bytes first ([`pclmul::head`]): a 64-byte access that is not aligned spans two
+/// cache lines. Measured on a Sapphire Rapids Xeon, source or destination misaligned
+/// by 13, 16 or 32 bytes: aligning made 64 KiB 27% faster (CRC) and 38% faster (copy);
+/// the head's `crc32` chain (up to 63 bytes, before the folds can start) made 1-2 KiB
+/// slower; the two cross near 4 KiB (CRC) and 2 KiB (copy).
+const ALIGN_FROM: usize = 4096;
+/// See [`ALIGN_FROM`].
+const ALIGN_COPY_FROM: usize = 2048;
 
 /// Four pairs of multipliers, `k[i]` for the 128-bit block `i` (in memory order).
 #[inline]
@@ -110,6 +119,21 @@ pub(super) unsafe fn run<const COPY: bool>(
 ) -> u32 {
     if len < MIN_FOLD {
         // SAFETY: the caller's contract.
+        return unsafe { sse42::short::<COPY>(reg, src, dst, len) };
+    }
+    let align_from = if COPY { ALIGN_COPY_FROM } else { ALIGN_FROM };
+    let h = pclmul::head::<COPY>(src, dst, len, 64, align_from);
+    // SAFETY: h <= len (h < 64 <= MIN_FOLD <= len when not 0); the caller's contract.
+    let (reg, src, dst, len) = unsafe {
+        (
+            sse42::short::<COPY>(reg, src, dst, h),
+            src.add(h),
+            dst.wrapping_add(h),
+            len - h,
+        )
+    };
+    if len < MIN_FOLD {
+        // SAFETY: the caller's contract, for the rest.
         return unsafe { sse42::short::<COPY>(reg, src, dst, len) };
     }
     let first = _mm512_zextsi128_si512(pclmul::register(reg));
