@@ -17,9 +17,9 @@
 //! The order is by width of the carry-less multiplication, which bounds every
 //! folding kernel: each 16 bytes cost two 64 x 64-bit products whatever the vector
 //! width, so twice the width is twice the bytes per multiplier slot. The folding
-//! kernels hand inputs under 64 bytes (the 28-byte frame header, small payloads) and
-//! their last few bytes to a single chain of `crc32` instructions, which has no
-//! set-up cost. `SHM_CRC_KERNEL=<name>` in the environment forces a kernel (for
+//! kernels hand inputs under 64 bytes (128 for the 128-bit one: the 28-byte frame
+//! header, small payloads) and their last few bytes to a single chain of `crc32`
+//! instructions, which has no set-up cost. `SHM_CRC_KERNEL=<name>` in the environment forces a kernel (for
 //! benchmarks, and to run another CPU's path here); a name that is unknown or that
 //! this CPU cannot run is ignored. Every kernel gives the same result.
 //!

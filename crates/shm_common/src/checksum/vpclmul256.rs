@@ -21,8 +21,10 @@ use core::arch::x86_64::{
     _mm256_zextsi128_si256, _mm_xor_si128,
 };
 
-/// Accumulators, of 32 bytes each: enough independent chains to cover the
-/// multiplier's latency (4 to 7 cycles) at one or two multiplications per cycle.
+/// Accumulators, of 32 bytes each: independent chains, so that the multiplier's
+/// latency is hidden. Against 4, side by side on Sapphire Rapids: the same from
+/// 4 KiB up, 20% faster at 512 B, 25% slower at 128 B (one 256-byte round is then
+/// out of reach and single 32-byte steps take it all, one after the other).
 const LANES: usize = 8;
 /// Bytes per round.
 const BLOCK: usize = LANES * 32;

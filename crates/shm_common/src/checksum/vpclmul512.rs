@@ -15,11 +15,12 @@ use super::sse42;
 use core::arch::x86_64::{
     __m512i, _mm512_clmulepi64_epi128, _mm512_extracti32x4_epi32, _mm512_loadu_si512,
     _mm512_set_epi64, _mm512_setzero_si512, _mm512_storeu_si512, _mm512_ternarylogic_epi64,
-    _mm512_zextsi128_si512, _mm_ternarylogic_epi64, _mm_xor_si128,
+    _mm512_xor_si512, _mm512_zextsi128_si512, _mm_ternarylogic_epi64, _mm_xor_si128,
 };
 
-/// Accumulators, of 64 bytes each: enough independent chains to cover the
-/// multiplier's latency.
+/// Accumulators, of 64 bytes each: independent chains, so that the multiplier's
+/// latency is hidden. Against 8, side by side on Sapphire Rapids: the same from
+/// 4 KiB up, 10% slower at 1 KiB, 25% faster at 256 B (one round is 256 bytes).
 const LANES: usize = 4;
 /// Bytes per round.
 const BLOCK: usize = LANES * 64;
@@ -145,7 +146,7 @@ pub(super) unsafe fn run<const COPY: bool>(
             // SAFETY: j * 64 + 64 <= BLOCK <= len.
             *a = unsafe { load::<COPY>(src, dst, j * 64) };
         }
-        acc[0] = _mm512_ternarylogic_epi64(acc[0], first, first, 0x3c); // a ^ b
+        acc[0] = _mm512_xor_si512(acc[0], first);
         let k = konst(const { fold_pair(BLOCK as u64 * 8) });
         at = BLOCK;
         while len - at >= BLOCK {
@@ -162,7 +163,7 @@ pub(super) unsafe fn run<const COPY: bool>(
     } else {
         // SAFETY: 64 <= MIN_FOLD <= len.
         let v = unsafe { load::<COPY>(src, dst, 0) };
-        x = _mm512_ternarylogic_epi64(v, first, first, 0x3c);
+        x = _mm512_xor_si512(v, first);
         at = 64;
     }
     let k64 = konst(const { fold_pair(512) });
