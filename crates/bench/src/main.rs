@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod checksum;
 mod child;
 mod e2e;
 mod report;
@@ -55,6 +56,9 @@ struct Args {
     /// Skip the 2 writers x 2 readers runs.
     #[arg(long)]
     no_2x2: bool,
+    /// Skip the CRC-32C kernels against memcpy.
+    #[arg(long)]
+    no_checksum: bool,
     /// Only these transport mechanisms (comma-separated; default all). The ratio
     /// column needs pipe-write.
     #[arg(long, value_delimiter = ',', value_parser = Mech::parse)]
@@ -225,6 +229,16 @@ fn run(args: &Args) -> Res<()> {
         });
     }
 
+    // 1b. CRC-32C: every kernel, alone and fused with the copy, against memcpy.
+    let checksum_table = if args.no_checksum {
+        None
+    } else {
+        progress("checksum kernels");
+        let (table, cells) = checksum::run(&cfg.sizes, quick);
+        rows.extend(cells);
+        Some(table)
+    };
+
     // 2. Transport, every mechanism side by side, repetitions interleaved.
     for &place in &cfg.placements {
         for &size in &cfg.sizes {
@@ -332,6 +346,9 @@ fn run(args: &Args) -> Res<()> {
         if !t.is_empty() {
             println!("\n## {title}\n{t}");
         }
+    }
+    if let Some(t) = checksum_table {
+        println!("\n## checksum: CRC-32C kernels, one thread, hot buffers\n{t}");
     }
     std::fs::create_dir_all(&args.out_dir)?;
     let settings = vec![

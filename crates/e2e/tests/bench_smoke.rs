@@ -111,6 +111,10 @@ fn quick_run_writes_every_section_and_leaves_nothing() {
         stdout.contains("ring-spin50us"),
         "no latency section:\n{stdout}"
     );
+    assert!(
+        stdout.contains("copy+crc portable"),
+        "no checksum section:\n{stdout}"
+    );
 
     let csv = std::fs::read_to_string(dir.join("latest.csv")).expect("CSV written");
     assert!(csv.lines().count() > 10, "CSV too short:\n{csv}");
