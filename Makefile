@@ -18,12 +18,13 @@ build:
 run: setup build
 	@bash scripts/demo.sh "$(BIN)" "$(DEMO_KEY)"
 
-# Integration tests spawn the real binaries, so build them first (debug profile).
+# Integration tests spawn the real binaries (and the library's examples), so build
+# them first (debug profile).
 # A test that cannot run here (a tool or permission missing) is counted and listed
 # at the end; with CI=true it fails instead.
 SKIPS := $(CURDIR)/target/test-skips
 test: setup
-	$(CARGO) build --workspace --bins
+	$(CARGO) build --workspace --bins --examples
 	@bash scripts/check-clean.sh --before
 	@rm -rf $(SKIPS)
 	SHM_TEST_SKIPS=$(SKIPS) $(CARGO) test --workspace --no-fail-fast -- --test-threads=4

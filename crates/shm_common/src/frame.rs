@@ -79,6 +79,15 @@ impl std::fmt::Display for FrameError {
 
 impl FrameHeader {
     /// Encodes the header with its checksum over `payload`.
+    ///
+    /// ```
+    /// use shm_common::frame::{FrameHeader, Kind};
+    /// let h = FrameHeader { len: 5, kind: Kind::Data, seq: 0, writer: 1, offset: 0 };
+    /// let bytes = h.encode(b"hello");
+    /// assert_eq!(FrameHeader::decode(&bytes, 96), Ok(h));
+    /// assert!(FrameHeader::verify(&bytes, b"hello").is_ok());
+    /// assert!(FrameHeader::verify(&bytes, b"hellO").is_err(), "the CRC covers the payload");
+    /// ```
     pub fn encode(&self, payload: &[u8]) -> [u8; FRAME_HEADER_SIZE] {
         let (mut b, crc) = self.unsealed();
         FrameHeader::seal(&mut b, checksum::crc32c_append(crc, payload));

@@ -55,6 +55,14 @@ impl IpcKey {
     }
 
     /// Parses the `--key` argument: `0x` hex, decimal, or `path:FILE` for ftok.
+    ///
+    /// ```
+    /// use shm_common::IpcKey;
+    /// assert_eq!(IpcKey::parse("0x1234")?.raw(), 0x1234);
+    /// assert_eq!(IpcKey::parse("4660")?.to_string(), "0x00001234");
+    /// assert!(IpcKey::parse("0").is_err(), "IPC_PRIVATE is refused");
+    /// # Ok::<(), shm_common::Error>(())
+    /// ```
     pub fn parse(text: &str) -> Result<IpcKey> {
         let bad = |reason: String| Error::InvalidArgument {
             what: "key",

@@ -213,6 +213,15 @@ pub struct Geometry {
 
 impl Geometry {
     /// Checks a requested geometry; see the error texts for the rules.
+    ///
+    /// ```
+    /// use shm_common::Geometry;
+    /// let g = Geometry::new(16, 4096)?;
+    /// assert_eq!(g.segment_size(), 4096 + 16 * 4096); // the header page, then the slots
+    /// assert_eq!(g.payload_capacity(), 4096 - 32); // each slot starts with a frame header
+    /// assert!(Geometry::new(16, 100).is_err(), "slot sizes are multiples of 64");
+    /// # Ok::<(), shm_common::Error>(())
+    /// ```
     pub fn new(slots: u32, slot_size: u32) -> Result<Geometry> {
         let bad = |what, reason: String| Error::InvalidArgument { what, reason };
         if slots == 0 || slots > MAX_SLOTS {

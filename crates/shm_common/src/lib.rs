@@ -40,7 +40,6 @@
 //! assert_eq!(received, b"hello, reader\n");
 //!
 //! // Both leave; the last one out removes the segment and the set.
-//! drop((producer, consumer));
 //! writer.leave(true)?;
 //! reader.leave(true)?;
 //! # Ok(())

@@ -208,6 +208,12 @@ impl Kernel {
 }
 
 /// The CRC-32C of `data`.
+///
+/// ```
+/// use shm_common::checksum::{crc32c, crc32c_append};
+/// assert_eq!(crc32c(b"123456789"), 0xe306_9283); // the CRC catalogue's check value
+/// assert_eq!(crc32c_append(crc32c(b"1234"), b"56789"), crc32c(b"123456789"));
+/// ```
 #[inline]
 pub fn crc32c(data: &[u8]) -> u32 {
     crc32c_append(0, data)

@@ -149,6 +149,20 @@ pub struct Session {
 impl Session {
     /// Finds, creates or waits for the session at `opts.key` and joins it.
     /// `note` receives one-line messages for the user (waiting, recovery).
+    ///
+    /// A writer creates the segment and the set if nothing is at the key (and
+    /// recovers stale leftovers of ours); a reader waits for a writer. Anything at
+    /// the key that is not ours is refused ([`Error::Conflict`]), never touched.
+    ///
+    /// ```
+    /// use shm_common::{IpcKey, OpenOptions, Session};
+    /// # let key = IpcKey::new(0x7e60_0000 | (std::process::id() & 0xf_ffff) as i32)?;
+    /// let mut s = Session::open(&OpenOptions::writer(key), &|note| eprintln!("{note}"))?;
+    /// assert!(s.created());
+    /// assert_eq!(s.id(), 1, "the creator is writer 1");
+    /// s.leave(false)?; // the only member: this removes both objects
+    /// # Ok::<(), shm_common::Error>(())
+    /// ```
     pub fn open(opts: &OpenOptions, note: &dyn Fn(String)) -> Result<Session> {
         let key = opts.key;
         let mut said_waiting = false;
