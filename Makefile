@@ -56,9 +56,10 @@ bench-quick:
 	$(BIN)/shm-bench --quick --out-dir target/bench-quick
 
 # Removes our objects only: segments whose first bytes are our magic, and the
-# semaphore set at the same key. KEY=0x... limits it to one key.
+# semaphore set at the same key. KEY=0x... limits it to one key; a finished stream
+# still waiting for its reader is kept unless FORCE=1.
 clean:
-	@bash scripts/clean.sh $(KEY)
+	@FORCE=$(FORCE) bash scripts/clean.sh $(KEY)
 
 # The race demonstration (shm-race, in crates/inspect): the ring WITHOUT semaphores
 # (the handout's shared counter), then WITH them, each on its own fresh key that is

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# make clean [KEY=0x...]: remove our leftover segments and semaphore sets.
+# make clean [KEY=0x...] [FORCE=1]: remove our leftover segments and semaphore sets.
 # Only objects that carry our magic (checked by `writer --remove`, which refuses
-# anything foreign and anything still in use) are removed; others are listed.
+# anything foreign and anything still in use) are removed; others are listed. A
+# finished stream still waiting for its reader is kept unless FORCE=1.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 cargo build -q --release --bin writer || exit 1
@@ -14,7 +15,11 @@ else
 fi
 status=0
 for k in $keys; do
-  "$writer" --remove --key "$k" || status=1
+  if [ "${FORCE:-0}" = 1 ]; then
+    "$writer" --remove --force --key "$k" || status=1
+  else
+    "$writer" --remove --key "$k" || status=1
+  fi
 done
 [ -z "$keys" ] && echo "make clean: no System V objects of yours to look at"
 exit $status

@@ -9,7 +9,7 @@ bin=$1
 key=$2
 work=$(mktemp -d)
 cleanup() {
-  "$bin/writer" --remove --key "$key" -q 2>/dev/null || true
+  "$bin/writer" --remove --force --key "$key" -q 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -13,3 +13,4 @@ pub mod parse;
 pub mod progress;
 pub mod report;
 pub mod signals;
+pub mod stdio;

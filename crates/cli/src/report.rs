@@ -87,12 +87,13 @@ pub fn finish<T: std::fmt::Display>(name: &str, result: shm_common::Result<T>, q
 }
 
 /// `writer --remove`: removes our unused objects at `key` (the default key if
-/// `None`), reporting on stderr; returns the exit code.
-pub fn remove(name: &str, key: Option<IpcKey>, quiet: bool) -> u8 {
+/// `None`), reporting on stderr; a finished stream waiting for its reader only with
+/// `force`. Returns the exit code.
+pub fn remove(name: &str, key: Option<IpcKey>, force: bool, quiet: bool) -> u8 {
     use shm_common::session::{remove_session, Cleanup};
     let result = key
         .map_or_else(IpcKey::default_for_user, Ok)
-        .and_then(|k| Ok((k, remove_session(k)?)));
+        .and_then(|k| Ok((k, remove_session(k, force)?)));
     match result {
         Ok((k, Cleanup::Nothing)) => {
             if !quiet {

@@ -184,7 +184,17 @@ fn persist_ids_and_flags_match_ipcs_and_the_reader_narrates_removal() {
         "{}",
         wf.stderr
     );
-    // Initialisation as PROTOCOL.md §4 says: SETALL, then the opening semop.
+    // Initialisation as PROTOCOL.md §4 says: the signature right after semget, then
+    // (segment and header) SETALL with the initial values, then the opening semop.
+    let signature = position(
+        &wcalls,
+        &format!(
+            "semctl({semid}, 0, SETALL, [FREE=21334, FILLED=21320, WRITE_MUTEX=19794, \
+             READ_MUTEX=20039, HEAD={}, TAIL=0, WRITERS=0, READERS=0, ENDED=0]) = 0",
+            shm_common::layout::VERSION
+        ),
+    )
+    .expect("signature SETALL narrated");
     let setall = position(
         &wcalls,
         &format!(
@@ -196,12 +206,12 @@ fn persist_ids_and_flags_match_ipcs_and_the_reader_narrates_removal() {
     let open = position(
         &wcalls,
         &format!(
-            "semop({semid}, [{{WRITE_MUTEX, +1, 0}}, {{READ_MUTEX, +1, 0}}, \
-             {{WRITERS, +1, SEM_UNDO}}]) = 0"
+            "semop({semid}, [{{WRITE_MUTEX, +1, IPC_NOWAIT}}, {{READ_MUTEX, +1, IPC_NOWAIT}}, \
+             {{WRITERS, +1, SEM_UNDO|IPC_NOWAIT}}]) = 0"
         ),
     )
     .expect("opening semop narrated");
-    assert!(setall < open);
+    assert!(signature < setall && setall < open);
     // The writer left them for the reader: it narrates no removal.
     assert!(
         !wcalls.iter().any(|c| c.contains("IPC_RMID")),

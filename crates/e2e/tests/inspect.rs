@@ -336,7 +336,7 @@ fn watch_redraws_until_ctrl_c() {
 
 /// Removes everything at `key` (the test's own key): sleepers wake with EIDRM.
 fn sweep(key: IpcKey) {
-    let _ = shm_common::session::remove_session(key);
+    let _ = shm_common::session::remove_session(key, true);
     if let Ok(Some(id)) = semaphore::find(key) {
         let _ = semaphore::remove_id(key, id);
     }

@@ -19,7 +19,8 @@ use std::time::Duration;
 #[derive(Parser, Debug)]
 #[command(version, after_help = AFTER_HELP)]
 struct Args {
-    /// IPC key: 0x1234abcd, decimal, or path:FILE (ftok). Default: ftok($HOME, 'S').
+    /// IPC key: 0x1234abcd, decimal, or path:FILE (ftok(FILE, 'S')). Default: 0x53 and
+    /// the low 24 bits of your uid (0x530003e8 for uid 1000), one per user.
     #[arg(long, value_parser = IpcKey::parse)]
     key: Option<IpcKey>,
     /// Print JSON instead of text (same content as the plain format).

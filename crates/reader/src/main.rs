@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use shm_cli::{exit, explain, parse, progress, report, signals};
+use shm_cli::{exit, explain, parse, progress, report, signals, stdio};
 use shm_common::{stream, IpcKey};
 use std::process::ExitCode;
 
@@ -12,7 +12,8 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(version, after_help = exit::READER_HELP)]
 struct Args {
-    /// IPC key: 0x1234abcd, decimal, or path:FILE (ftok). Default: ftok($HOME, 'S').
+    /// IPC key: 0x1234abcd, decimal, or path:FILE (ftok(FILE, 'S')). Default: 0x53 and
+    /// the low 24 bits of your uid (0x530003e8 for uid 1000), one per user.
     #[arg(long, value_parser = IpcKey::parse)]
     key: Option<IpcKey>,
     /// Prefix each message with "[writer N] " (for --lines writers).
@@ -21,10 +22,11 @@ struct Args {
     /// Most frames taken per semop.
     #[arg(long, default_value_t = shm_common::ring::DEFAULT_MAX_BATCH, value_parser = parse::parse_batch)]
     batch: u32,
-    /// Spin up to MICROS microseconds watching for data before sleeping in semop:
-    /// lower latency when writer and reader run on different CPUs, more CPU, and
-    /// worse when they share one; 0 sleeps at once.
-    #[arg(long, value_name = "MICROS", default_value_t = 0)]
+    /// Spin up to MICROS microseconds (at most 1000000) watching for data before
+    /// sleeping in semop, but only while the writer is active (an idle reader sleeps
+    /// at once): a wake-up costs microseconds, a short spin none; 0 never spins.
+    #[arg(long, value_name = "MICROS", default_value_t = 50,
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     spin: u64,
     /// Narrate every System V call on stderr, as C.
     #[arg(long)]
@@ -44,6 +46,8 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
         Some(k) => k,
         None => IpcKey::default_for_user()?,
     };
+    // A stdout closed at start would swallow the stream: refuse before joining.
+    stdio::stdout_open()?;
     if args.explain {
         explain::enable("reader");
     }

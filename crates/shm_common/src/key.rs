@@ -42,16 +42,14 @@ impl IpcKey {
         IpcKey::new(raw)
     }
 
-    /// The default key: `ftok($HOME, 'S')`, so that two users of one lab machine never
-    /// meet by accident (their home directories are different inodes).
+    /// The default key: `0x53` followed by the low 24 bits of the effective uid
+    /// (`0x530003e8` for uid 1000), so two users of one machine never meet by
+    /// accident (for uids below 16,777,216; larger uids are folded into 24 bits and
+    /// can meet). `ftok($HOME, 'S')`, the classic choice, cannot promise that: it
+    /// keeps only 16 bits of the inode and 8 of the device number.
     pub fn default_for_user() -> Result<IpcKey> {
-        let home = std::env::var_os("HOME")
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| Error::InvalidArgument {
-                what: "key",
-                reason: "HOME is not set; pass --key".into(),
-            })?;
-        IpcKey::from_path(Path::new(&home))
+        let uid = nix::unistd::geteuid().as_raw();
+        IpcKey::new(default_key_for_uid(uid) as libc::key_t)
     }
 
     /// Parses the `--key` argument: `0x` hex, decimal, or `path:FILE` for ftok.
@@ -87,6 +85,14 @@ impl IpcKey {
         IpcKey::new(value as libc::key_t)
     }
 }
+
+/// The raw default key of `uid` (PROTOCOL.md §1).
+pub const fn default_key_for_uid(uid: u32) -> u32 {
+    DEFAULT_KEY_PREFIX | ((uid ^ (uid >> 24)) & 0x00ff_ffff)
+}
+
+/// The top byte of every default key: `'S'`.
+pub const DEFAULT_KEY_PREFIX: u32 = 0x5300_0000;
 
 impl fmt::Display for IpcKey {
     /// Keys print as `ipcs` prints them: 0x and eight hex digits.
@@ -140,6 +146,15 @@ mod tests {
     fn displays_like_ipcs() {
         let key = IpcKey::parse("0xdead").ok();
         assert_eq!(key.map(|k| k.to_string()), Some("0x0000dead".to_string()));
+    }
+
+    #[test]
+    fn default_keys_differ_per_user() {
+        assert_eq!(default_key_for_uid(0), 0x5300_0000);
+        assert_eq!(default_key_for_uid(1000), 0x5300_03e8);
+        assert_eq!(default_key_for_uid(65534), 0x5300_fffe);
+        let keys: std::collections::HashSet<u32> = (0..5000).map(default_key_for_uid).collect();
+        assert_eq!(keys.len(), 5000);
     }
 
     #[test]

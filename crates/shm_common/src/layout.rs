@@ -22,8 +22,10 @@ compile_error!(
 
 /// `b"SVSHMRNG"` read as a little-endian u64: the first eight bytes of the segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SVSHMRNG");
-/// Bumped whenever the layout or the protocol changes incompatibly.
-pub const VERSION: u32 = 2;
+/// Bumped whenever the layout or the protocol changes incompatibly. Version 3: the
+/// creator marks its new set with [`sem::SIGNATURE`], readers check what they take
+/// in shared sessions (PROTOCOL.md §7), the default key is per user.
+pub const VERSION: u32 = 3;
 /// The header occupies the first page, so the ring starts page-aligned.
 pub const HEADER_SIZE: usize = 4096;
 /// Slot sizes are multiples of this (a cache line), which keeps every slot's frame
@@ -200,6 +202,31 @@ pub mod sem {
     /// Number of members.
     pub const COUNT: usize = 9;
     const _: () = assert!(NAMES.len() == COUNT);
+
+    /// The values a creator gives its new set first, before it makes the segment
+    /// (PROTOCOL.md §4): "SVSHMRNG" in four 16-bit halves, then the layout version.
+    /// A set without a segment is the leftover of a creator of ours only if it still
+    /// holds exactly these values and was never operated on; any other set is not
+    /// ours, and is never removed.
+    pub const SIGNATURE: [u16; COUNT] = [
+        u16::from_be_bytes(*b"SV"),
+        u16::from_be_bytes(*b"SH"),
+        u16::from_be_bytes(*b"MR"),
+        u16::from_be_bytes(*b"NG"),
+        super::VERSION as u16,
+        0,
+        0,
+        0,
+        0,
+    ];
+    // Semaphore values stop at SEMVMX (32767).
+    const _: () = {
+        let mut i = 0;
+        while i < COUNT {
+            assert!(SIGNATURE[i] <= 32767);
+            i += 1;
+        }
+    };
 }
 
 /// A validated ring geometry.

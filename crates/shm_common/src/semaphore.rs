@@ -53,8 +53,7 @@ pub enum Patience {
     /// Up to this long (`semtimedop`), then [`Applied::NotYet`]; also on a signal
     /// (`EINTR`), so that the caller can look for a dead peer or a Ctrl-C.
     UpTo(Duration),
-    /// As long as it takes (`semop`): for operations that cannot block (they only
-    /// add, or take back what they added in the same call).
+    /// As long as it takes (`semop`).
     Forever,
 }
 
@@ -350,6 +349,24 @@ impl SemaphoreSet {
         }
     }
 
+    /// Applies `ops` that can never have to wait in a consistent session (they only
+    /// add, take back what they added in the same call, or take what this process
+    /// itself holds), with `IPC_NOWAIT`: if they would have to wait after all, the
+    /// counts were changed from outside, and waiting while holding a mutex would
+    /// hang every peer. That is [`Error::Corrupt`].
+    pub fn apply_now(&self, ops: &[SemOp], why: Why) -> Result<()> {
+        match self.apply(ops, Patience::NoWait, why)? {
+            Applied::Done => Ok(()),
+            Applied::NotYet => Err(Error::Corrupt {
+                key: self.key,
+                detail: format!(
+                    "the semaphore counts were changed from outside: a step that never waits would have had to ({})",
+                    why.text
+                ),
+            }),
+        }
+    }
+
     /// All member values in one consistent snapshot (`semctl(GETALL)`).
     pub fn values(&self) -> Result<Vec<u16>> {
         let result = sem::get_all(self.id, self.nsems);
@@ -378,6 +395,11 @@ impl SemaphoreSet {
     /// Sets every member (`semctl(SETALL)`); the creator's initialisation step.
     /// `values` must have one value per member (`EINVAL` otherwise).
     pub fn set_values(&self, values: &[u16]) -> Result<()> {
+        self.set_values_why(values, "give every semaphore its initial value")
+    }
+
+    /// [`SemaphoreSet::set_values`], narrated with `why`.
+    pub(crate) fn set_values_why(&self, values: &[u16], why: &str) -> Result<()> {
         let result = sem::set_all(self.id, self.nsems, values);
         if trace::enabled() {
             let list: Vec<String> = self
@@ -390,7 +412,7 @@ impl SemaphoreSet {
                 false,
                 &format!("semctl({}, 0, SETALL, [{}])", self.id, list.join(", ")),
                 if result.is_ok() { "0" } else { "-1" },
-                "give every semaphore its initial value",
+                why,
             );
         }
         result.map_err(|e| self.gone_or(e))
@@ -398,6 +420,15 @@ impl SemaphoreSet {
 
     /// One member's value, last changer, or waiters (`semctl(member, GETVAL)`, ...).
     pub fn query(&self, member: u16, q: Query) -> Result<i32> {
+        self.query_why(
+            member,
+            q,
+            Why::per_message("read one semaphore (HEAD/TAIL: where our batch starts)"),
+        )
+    }
+
+    /// [`SemaphoreSet::query`], narrated with `why`.
+    pub(crate) fn query_why(&self, member: u16, q: Query, why: Why) -> Result<i32> {
         let result = sem::query(self.id, member, q);
         if trace::enabled() {
             let r = match &result {
@@ -405,10 +436,10 @@ impl SemaphoreSet {
                 Err(e) => format!("-1 ({})", e.source),
             };
             trace::call(
-                true,
+                why.per_message,
                 &format!("semctl({}, {}, {})", self.id, self.name(member), q.name()),
                 &r,
-                "read one semaphore (HEAD/TAIL: where our batch starts)",
+                why.text,
             );
         }
         result.map_err(|e| self.gone_or(e))

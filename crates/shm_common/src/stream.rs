@@ -126,13 +126,34 @@ pub struct ReaderConfig {
 
 /// Leaves after a failure, keeping the original error (a failure to leave is only
 /// worth a note: the kernel's SEM_UNDO un-counts us at exit anyway).
+///
+/// A session found corrupt is removed by whoever finds it (nobody can complete it,
+/// and the objects prove they are ours: our magic, our attach); a session whose set
+/// was removed from outside loses its segment too, so nothing is left at the key.
 fn leave_after(session: &mut Session, err: Error, note: &dyn Fn(String)) -> Error {
+    let key = session.key();
+    if matches!(err, Error::Corrupt { .. }) {
+        match session.remove_broken() {
+            Ok(true) => note(format!(
+                "removed the corrupt session's segment and semaphore set at key {key}"
+            )),
+            Ok(false) => {}
+            Err(e) => note(format!("could not remove the corrupt session: {e}")),
+        }
+        return err;
+    }
     match session.leave(false) {
         Ok(Departure::Removed) => note(format!(
-            "removed the segment and semaphore set at key {}",
-            session.key()
+            "removed the segment and semaphore set at key {key}"
         )),
-        Ok(_) => {}
+        Ok(Departure::AlreadyGone) => {
+            if let Ok(true) = session.remove_orphaned_segment() {
+                note(format!(
+                    "the semaphore set at key {key} was removed from outside; removed its segment too"
+                ));
+            }
+        }
+        Ok(Departure::Left) => {}
         Err(e) => note(format!("could not leave cleanly: {e}")),
     }
     err
@@ -316,19 +337,39 @@ fn send_file(
     cfg: &WriterConfig,
     progress: &dyn Fn(u64),
 ) -> Result<()> {
-    let slot = producer.capacity() + crate::frame::FRAME_HEADER_SIZE;
-    let want = (crate::ring::MAX_BATCH_BYTES / slot).clamp(1, cfg.max_batch as usize) as u32;
+    let cap = producer.capacity();
+    let slot = cap + crate::frame::FRAME_HEADER_SIZE;
+    // A batch: at most 512 KiB of slots (like the reader's), the batch limit, the
+    // ring, and what is left of the file (its size says how many slots the rest
+    // needs; a file that changes size meanwhile is read as far as it goes, like cat
+    // does: a truncated one ends as a shorter stream).
+    let most = (crate::ring::MAX_BATCH_BYTES / slot)
+        .clamp(1, cfg.max_batch as usize)
+        .min(producer.ring_slots() as usize) as u64;
     loop {
         if crate::cancel::requested() {
             return Err(Error::Interrupted {
                 detail: format!("after sending {} bytes", producer.totals().1),
             });
         }
-        if producer.send_from_fd(input.as_fd(), want)? == 0 {
+        let want = match bytes_left(input) {
+            Some(0) => return Ok(()),
+            Some(left) => left.div_ceil(cap as u64).clamp(1, most),
+            None => most,
+        };
+        if producer.send_from_fd(input.as_fd(), want as u32)? == 0 {
             return Ok(());
         }
         progress(producer.totals().1);
     }
+}
+
+/// Bytes between the file's current position and its end, if it can tell.
+fn bytes_left(input: &dyn Input) -> Option<u64> {
+    use nix::unistd::{lseek, Whence};
+    let size = nix::sys::stat::fstat(input.as_fd()).ok()?.st_size;
+    let pos = lseek(input.as_fd(), 0, Whence::SeekCur).ok()?;
+    u64::try_from(size.saturating_sub(pos)).ok()
 }
 
 /// After the last data frame: END or FINAL, then (without --persist) wait until a
@@ -341,11 +382,20 @@ fn finish_stream(
 ) -> Result<(u64, u64)> {
     producer.finish()?;
     // Without --persist, a writer that finishes before any reader came waits for one,
-    // so that `writer` + `reader` in either order always delivers.
+    // so that `writer` + `reader` in either order always delivers. A reader has come
+    // if one is counted, ever joined, finished, or took frames: any of them, once
+    // seen (a header counter can be scribbled on; the semaphores and the sticky flag
+    // keep this from waiting for a reader that has already come and gone).
     let mut said = false;
+    let mut filled_after_end = None;
     loop {
         let snap = producer.check_peers_now()?;
-        if session.persist() || snap.readers_joined > 0 {
+        let filled = snap.sem(crate::layout::sem::FILLED);
+        let took = filled_after_end.is_some_and(|f| filled < f);
+        filled_after_end.get_or_insert(filled);
+        let reader_came =
+            snap.readers_joined > 0 || snap.readers_finished > 0 || snap.live_readers() > 0 || took;
+        if session.persist() || reader_came {
             break;
         }
         if !said {

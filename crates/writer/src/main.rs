@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use shm_cli::{exit, explain, parse, progress, report, signals};
+use shm_cli::{exit, explain, parse, progress, report, signals, stdio};
 use shm_common::{layout, stream, Geometry, IpcKey};
 use std::os::fd::AsFd;
 use std::process::ExitCode;
@@ -20,7 +20,8 @@ use std::process::ExitCode;
 struct Args {
     /// File to send; standard input if absent.
     file: Option<std::path::PathBuf>,
-    /// IPC key: 0x1234abcd, decimal, or path:FILE (ftok). Default: ftok($HOME, 'S').
+    /// IPC key: 0x1234abcd, decimal, or path:FILE (ftok(FILE, 'S')). Default: 0x53 and
+    /// the low 24 bits of your uid (0x530003e8 for uid 1000), one per user.
     #[arg(long, value_parser = IpcKey::parse)]
     key: Option<IpcKey>,
     /// Number of slots in the ring (1..=32767), if this writer creates it. Default: as
@@ -52,6 +53,10 @@ struct Args {
     /// that carry our magic, and only if unused (exit 3 otherwise).
     #[arg(long, conflicts_with_all = ["file", "persist", "lines"])]
     remove: bool,
+    /// With --remove: also remove a finished stream that is still waiting for its
+    /// reader (its bytes are lost).
+    #[arg(long, requires = "remove")]
+    force: bool,
     /// No notes, summary or progress bar on stderr (errors, and --explain, still print).
     #[arg(short, long)]
     quiet: bool,
@@ -60,7 +65,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.remove {
-        return ExitCode::from(report::remove("writer", args.key, args.quiet));
+        return ExitCode::from(report::remove("writer", args.key, args.force, args.quiet));
     }
     ExitCode::from(report::finish("writer", run(&args), args.quiet))
 }
@@ -96,24 +101,21 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
         }
     };
     let mut input: Box<dyn stream::Input> = match &args.file {
-        Some(path) => Box::new(
-            std::fs::File::open(path).map_err(|e| shm_common::Error::Io {
-                what: format!("opening {}", path.display()),
-                source: e,
-            })?,
-        ),
+        Some(path) => Box::new(stdio::open_input(path)?),
         // Standard input unbuffered, as a plain File on fd 0: the writer waits for input
         // with poll(2) on the descriptor, which cannot see bytes already sitting in
-        // Stdin's internal buffer.
-        None => Box::new(std::fs::File::from(
+        // Stdin's internal buffer. A stdin closed at start is refused, not sent as an
+        // empty stream.
+        None => Box::new(std::fs::File::from({
+            stdio::require_open(std::io::stdin().as_fd(), "standard input")?;
             std::io::stdin()
                 .as_fd()
                 .try_clone_to_owned()
                 .map_err(|e| shm_common::Error::Io {
                     what: "duplicating standard input".into(),
                     source: e,
-                })?,
-        )),
+                })?
+        })),
     };
     // Percent and ETA need a total: known for a regular file argument only.
     let total = args

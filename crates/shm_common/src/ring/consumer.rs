@@ -4,15 +4,15 @@
 //! releases the mutex (PROTOCOL.md §7).
 
 use super::order::WriterOrder;
-use super::{batch_limit, Notes, Release};
+use super::spin::{Spinner, Turn};
+use super::{batch_limit, batch_start, Notes, Release, Side};
 use crate::cancel;
 use crate::error::{Error, Result};
 use crate::frame::{FrameHeader, Kind};
 use crate::layout::{sem, ROLE_WRITER};
-use crate::semaphore::{Applied, Patience, Query, SemOp, Why};
+use crate::semaphore::{Applied, Patience, SemOp, Why};
 use crate::session::{Session, Snapshot};
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 /// One delivered frame: who sent it, its number, and where its payload is in the
 /// batch buffer.
@@ -51,8 +51,8 @@ pub struct Consumer<'a> {
     s: &'a Session,
     max_batch: u32,
     cached_tail: Option<u32>,
-    /// How long to spin before sleeping (`None`: sleep at once).
-    spin: Option<std::time::Duration>,
+    /// The spin before sleeping (spin.rs).
+    spinner: Spinner,
     /// Next expected sequence number and offset per writer.
     order: WriterOrder,
     frames: u64,
@@ -78,7 +78,7 @@ impl<'a> Consumer<'a> {
             s,
             max_batch: batch_limit(s, max_batch),
             cached_tail: None,
-            spin: None,
+            spinner: Spinner::new(std::time::Duration::ZERO),
             order: WriterOrder::default(),
             frames: 0,
             bytes: 0,
@@ -93,10 +93,10 @@ impl<'a> Consumer<'a> {
         (self.frames, self.bytes)
     }
 
-    /// Spin for up to `d` watching for new frames before going to sleep in `semop`
-    /// (opt-in: it buys latency with CPU time; see BENCHMARKS.md).
+    /// Spin for up to `d` watching for new frames before going to sleep in `semop`,
+    /// while the writer is active (spin.rs); `None` or zero: sleep at once.
     pub fn set_spin(&mut self, d: Option<std::time::Duration>) {
-        self.spin = d.filter(|d| !d.is_zero());
+        self.spinner = Spinner::new(d.unwrap_or_default());
     }
 
     /// Waits for published frames, copies up to the batch limit into `batch`
@@ -155,22 +155,30 @@ impl<'a> Consumer<'a> {
     }
 
     fn acquire(&mut self) -> Result<(u32, u32)> {
+        let taken = self.take_waiting();
+        if taken.is_ok() {
+            self.spinner.progress();
+        }
+        taken
+    }
+
+    fn take_waiting(&mut self) -> Result<(u32, u32)> {
         let s = self.s;
         let slots = s.geometry().slots;
-        let spin_until = self.spin.map(|d| Instant::now() + d);
+        let mut spin = self.spinner.start(s);
         loop {
             // Fast path: take what the header says is waiting, without a GETALL.
             let hint = self.waiting_hint()?;
             if hint > 0 && self.try_take(hint)? {
                 return self.tail(hint, slots);
             }
-            // Opt-in (--spin): poll the counters for a while before sleeping, which
-            // trades CPU for the ~2-20 us a wake-up costs.
-            if spin_until.is_some_and(|t| Instant::now() < t) {
-                // Yield rather than burn: if the peer shares our CPU it gets to run
-                // (and publish); if it does not, yielding is a cheap no-op.
-                std::thread::yield_now();
-                continue;
+            // While the writer is active: watch the counters a moment before
+            // sleeping, which saves the microseconds of a wake-up (spin.rs).
+            if let Some(e) = spin.as_mut() {
+                if self.spinner.turn(e, s)? == Turn::Again {
+                    continue;
+                }
+                spin = None;
             }
             if cancel::requested() {
                 return Err(Error::Interrupted {
@@ -242,7 +250,14 @@ impl<'a> Consumer<'a> {
             .store(s.pid(), Ordering::Relaxed);
         let tail = match self.cached_tail {
             Some(t) => t,
-            None => s.semaphores().query(sem::TAIL, Query::Value)? as u32,
+            None => match batch_start(s, Side::Reader, k) {
+                Ok(t) => t,
+                Err(e) => {
+                    // Give the frames and the mutex back: nothing was delivered.
+                    let _ = self.release(0, k, 0, 0, 0);
+                    return Err(e);
+                }
+            },
         };
         if tail >= slots {
             let _ = self.release(0, k, 0, 0, 0);
@@ -370,8 +385,7 @@ impl<'a> Consumer<'a> {
         } else {
             "free the slots: TAIL moves, FREE grows, read mutex released"
         };
-        s.semaphores()
-            .apply(&ops, Patience::Forever, Why::per_message(why))?;
+        s.semaphores().apply_now(&ops, Why::per_message(why))?;
         if !s.shared() {
             self.cached_tail = Some(new_tail);
         }

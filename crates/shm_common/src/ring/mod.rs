@@ -3,7 +3,8 @@
 //!
 //! - `producer.rs`: taking free slots, filling them, publishing them;
 //! - `consumer.rs`: taking published frames, checking them, freeing the slots;
-//! - `order.rs`: what a reader expects of each writer's frames.
+//! - `order.rs`: what a reader expects of each writer's frames;
+//! - `spin.rs`: the reader's short, adaptive spin before it sleeps.
 //!
 //! # The protocol in one paragraph
 //! A writer takes `k` free slots *and* the write mutex in one atomic `semop`
@@ -26,11 +27,15 @@
 mod consumer;
 mod order;
 mod producer;
+mod spin;
 
 pub use consumer::{Batch, Consumer, Delivered, Received};
 pub use producer::Producer;
+pub use spin::MAX_SPIN;
 
-use crate::semaphore::SemOp;
+use crate::error::{Error, Result};
+use crate::layout::sem;
+use crate::semaphore::{Query, SemOp, Why};
 use crate::session::Session;
 
 /// Default most frames taken or published per `semop`. Measured (BENCHMARKS.md,
@@ -88,4 +93,76 @@ impl Release {
         ops.push(SemOp::undo(self.mutex, 1));
         ops
     }
+}
+
+/// Which side of the ring a batch is taken by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// A writer holding `k` slots it took from FREE (and WRITE_MUTEX).
+    Writer,
+    /// A reader holding `k` frames it took from FILLED (and READ_MUTEX).
+    Reader,
+}
+
+/// Where a batch of `k` starts (HEAD for a writer, TAIL for a reader), read while
+/// holding that side's mutex.
+///
+/// In a shared session the index is read with every other count in one `GETALL`,
+/// and the counts must agree with it: every slot is free (FREE), held by the writer
+/// (`k`, and only by the mutex holder), or published and not yet freed, and those are
+/// exactly the slots from TAIL to HEAD. A writer checks that `slots - FREE - k` is
+/// that distance, a reader that `FILLED + k` is: if the counts were changed from
+/// outside, a writer would overwrite frames nobody read and a reader would take
+/// slots nobody published (and deliver old frames twice), so both refuse
+/// ([`Error::Corrupt`]). A byte-stream session needs no such look: its reader checks
+/// every frame's place in the stream (`order.rs`), which catches both.
+pub(crate) fn batch_start(s: &Session, side: Side, k: u32) -> Result<u32> {
+    let slots = s.geometry().slots;
+    let (index, why) = match side {
+        Side::Writer => (
+            sem::HEAD,
+            "read one semaphore (HEAD/TAIL: where our batch starts)",
+        ),
+        Side::Reader => (
+            sem::TAIL,
+            "read one semaphore (HEAD/TAIL: where our batch starts)",
+        ),
+    };
+    if !s.shared() {
+        let v = s
+            .semaphores()
+            .query_why(index, Query::Value, Why::per_message(why))?;
+        return Ok(v.max(0) as u32);
+    }
+    let v = s.semaphores().values()?;
+    let get = |m: u16| u32::from(v.get(usize::from(m)).copied().unwrap_or(0));
+    let (head, tail) = (get(sem::HEAD), get(sem::TAIL));
+    let distance = (head + slots - tail.min(slots)) % slots;
+    let held = match side {
+        Side::Writer => i64::from(slots) - i64::from(get(sem::FREE)) - i64::from(k),
+        Side::Reader => i64::from(get(sem::FILLED)) + i64::from(k),
+    };
+    let agree = head < slots
+        && tail < slots
+        && (0..=i64::from(slots)).contains(&held)
+        && held as u32 % slots == distance;
+    if !agree {
+        return Err(Error::Corrupt {
+            key: s.key(),
+            detail: format!(
+                "the semaphore counts were changed from outside: HEAD {head}, TAIL {tail}, FREE {}, FILLED {} \
+                 do not add up for a {} holding {k} of {slots} slots",
+                get(sem::FREE),
+                get(sem::FILLED),
+                match side {
+                    Side::Writer => "writer",
+                    Side::Reader => "reader",
+                }
+            ),
+        });
+    }
+    Ok(match side {
+        Side::Writer => head,
+        Side::Reader => tail,
+    })
 }

@@ -3,12 +3,12 @@
 //! them in one more atomic `semop` that also moves `HEAD`, adds `k` to `FILLED` and
 //! releases the mutex (PROTOCOL.md §6).
 
-use super::{Notes, Release};
+use super::{batch_start, Notes, Release, Side};
 use crate::cancel;
 use crate::error::{Error, Result};
 use crate::frame::{FrameHeader, Kind};
 use crate::layout::{sem, State, ROLE_READER};
-use crate::semaphore::{Applied, Patience, Query, SemOp, Why};
+use crate::semaphore::{Applied, Patience, SemOp, Why};
 use crate::session::{Session, Snapshot};
 use std::sync::atomic::Ordering;
 
@@ -47,6 +47,11 @@ impl<'a> Producer<'a> {
             said_stopped: false,
             note,
         }
+    }
+
+    /// Slots in the ring.
+    pub fn ring_slots(&self) -> u32 {
+        self.s.geometry().slots
     }
 
     /// Largest payload one frame can carry.
@@ -278,7 +283,13 @@ impl<'a> Producer<'a> {
         let head = match self.cached_head {
             Some(h) => h,
             None => {
-                let h = sems.query(sem::HEAD, Query::Value)? as u32;
+                let h = match batch_start(s, Side::Writer, k) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        let _ = self.release_unpublished(k);
+                        return Err(e);
+                    }
+                };
                 if h >= slots {
                     let _ = self.release_unpublished(k);
                     return Err(Error::Corrupt {
@@ -298,14 +309,10 @@ impl<'a> Producer<'a> {
             SemOp::undo(sem::FREE, k as i16),
             SemOp::undo(sem::WRITE_MUTEX, 1),
         ];
-        self.s
-            .semaphores()
-            .apply(
-                &ops,
-                Patience::Forever,
-                Why::once("give back unused slots and the write mutex"),
-            )
-            .map(drop)
+        self.s.semaphores().apply_now(
+            &ops,
+            Why::once("give back unused slots and the write mutex"),
+        )
     }
 
     /// Publishes `k` filled slots from `head` (of which `data` are DATA frames with
@@ -366,9 +373,8 @@ impl<'a> Producer<'a> {
         }
         .ops();
         ops.extend(extra);
-        s.semaphores().apply(
+        s.semaphores().apply_now(
             &ops,
-            Patience::Forever,
             Why::per_message("publish the frames: HEAD moves, FILLED grows, write mutex released"),
         )?;
         if !s.shared() {
@@ -411,9 +417,16 @@ impl<'a> Producer<'a> {
         Ok(())
     }
 
-    /// Checks, after the last frame, that the readers are not all gone.
+    /// Checks, after the last frame, that the readers are not all gone, unless they
+    /// took everything: every data frame freed, only the FINAL frame left (a reader
+    /// that got the whole stream and then died before leaving lost nothing).
     pub fn check_peers_now(&mut self) -> Result<Snapshot> {
         let snap = self.s.snapshot()?;
+        let slots = self.s.geometry().slots;
+        let (free, filled) = (snap.sem(sem::FREE), snap.sem(sem::FILLED));
+        if filled <= 1 && free + filled == slots {
+            return Ok(snap);
+        }
         self.check_readers(&snap, false)?;
         Ok(snap)
     }

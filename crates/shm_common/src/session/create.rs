@@ -6,7 +6,7 @@ use super::{Role, Session};
 use crate::error::Result;
 use crate::layout::{self, sem};
 use crate::segment::{Segment, SessionMemory};
-use crate::semaphore::{Patience, SemOp, SemaphoreSet, Why};
+use crate::semaphore::{SemOp, SemaphoreSet, Why};
 use std::cell::Cell;
 
 impl Session {
@@ -17,6 +17,16 @@ impl Session {
         let Some(sems) = SemaphoreSet::create_exclusive(key, sem::NAMES, opts.mode)? else {
             return Ok(None);
         };
+        // Step 1b: mark it ours at once. If we die before the segment exists, this
+        // signature is what lets the next writer recognise the leftover as ours (and
+        // nothing else: a set without it is never removed, see discover.rs).
+        if let Err(e) = sems.set_values_why(
+            &sem::SIGNATURE,
+            "mark the new set as ours (\"SVSHMRNG\", version): if we die before making the segment, the next writer knows the leftover",
+        ) {
+            let _ = sems.remove();
+            return Err(e);
+        }
         // Step 2: the segment. From here on, any failure removes what we created.
         let size = opts.geometry.segment_size() as usize;
         let seg = match Segment::create_exclusive(key, size, opts.mode) {
@@ -83,13 +93,12 @@ impl Session {
         // The first semop: open both mutexes and count ourselves as a live writer
         // (SEM_UNDO: if we die, the kernel takes our count back). This is what sets
         // sem_otime, the signal for everyone else that the set is ready.
-        self.sems.apply(
+        self.sems.apply_now(
             &[
                 SemOp::new(sem::WRITE_MUTEX, 1),
                 SemOp::new(sem::READ_MUTEX, 1),
                 SemOp::undo(sem::WRITERS, 1),
             ],
-            Patience::Forever,
             Why::once(
                 "open the mutexes and count ourselves as a writer: sets sem_otime, the 'ready' signal",
             ),

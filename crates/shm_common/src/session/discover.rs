@@ -93,19 +93,18 @@ pub(super) fn discover(key: IpcKey) -> Result<Found> {
         }
     }
     let Some(shmid) = shmid else {
-        // A set without a segment: a creator between its two steps, or a crash.
+        // A set without a segment: a creator of ours between its two steps, its
+        // leftover if it died there, or something else entirely.
         let Some((id, st)) = set_stat else {
             return Ok(Found::Initialising);
         };
-        return Ok(if st.otime == 0 && age(st.ctime) < INIT_GRACE {
-            Found::Initialising
-        } else {
-            Found::Stale {
-                shmid: None,
-                semid: Some(id),
-                why: "a semaphore set without its segment".into(),
-            }
-        });
+        // Our segment lookup came first: a creator may have made its segment (and
+        // even opened the session) after it and before our set lookup. Look again:
+        // only a set that still has no segment beside it is alone.
+        if segment::find(key)?.is_some() {
+            return Ok(Found::Initialising);
+        }
+        return lone_set(key, id, &st);
     };
     let seg_stat = match segment::stat(key, shmid) {
         Ok(st) => st,
@@ -142,36 +141,58 @@ pub(super) fn discover(key: IpcKey) -> Result<Found> {
     // means "header not complete yet", whatever the other fields already say.
     // SYNC POINT "header published" (Acquire; the Release is in Header::initialise).
     if h.magic.load(Ordering::Acquire) == 0 {
-        // Our creator makes the set before the segment, so a blank segment with
-        // no set beside it was never ours (e.g. what `ipcmk -M` leaves).
-        if semid.is_none() {
-            return Err(Error::Conflict {
-                key,
-                detail: format!(
-                    "a segment that is not ours is there (shmid {shmid}, owner uid {}, {} bytes, no header)",
-                    seg_stat.uid, seg_stat.size
-                ),
-                remove_hint: ipcrm_hint(Some(shmid), None),
-            });
+        // Our creator makes the set before the segment, and marks the set with its
+        // signature first, so a blank segment is a creator of ours at work only if
+        // a fresh signed set of ours is beside it; anything else was never ours
+        // (e.g. what `ipcmk -M` leaves, with or without a set of its own).
+        let not_ours = || {
+            Error::Conflict {
+            key,
+            detail: format!(
+                "a segment that is not ours is there (shmid {shmid}, owner uid {}, {} bytes, no header)",
+                seg_stat.uid, seg_stat.size
+            ),
+            remove_hint: ipcrm_hint(Some(shmid), None),
         }
-        let young = age(seg_stat.change_time) < INIT_GRACE;
-        return Ok(if young {
-            Found::Initialising
-        } else {
-            Found::Stale {
-                shmid: Some(shmid),
-                semid,
-                why: "a segment whose creator died before writing the header".into(),
-            }
+        };
+        let Some((id, st)) = set_stat else {
+            return Err(not_ours());
+        };
+        // A creator of ours writes the header right after it makes the segment.
+        if age(seg_stat.change_time) < INIT_GRACE {
+            return Ok(Found::Initialising);
+        }
+        if !signed_and_unused(key, id, &st)? || st.uid != euid() || seg_stat.uid != euid() {
+            return Err(not_ours());
+        }
+        return Ok(Found::Stale {
+            shmid: Some(shmid),
+            semid: Some(id),
+            why: "a segment whose creator died before writing the header".into(),
         });
     }
     let geometry = header::check(&seg)?;
+    // From here the segment proves it is ours (our magic, version and a sound
+    // header); removing it as stale also needs it to be ours to remove.
+    let not_ours_to_remove = |semid: Option<i32>| {
+        Error::Conflict {
+        key,
+        detail: format!(
+            "stale objects of ours are there, but uid {} owns them (shmid {shmid}): not ours to remove",
+            seg_stat.uid
+        ),
+        remove_hint: ipcrm_hint(Some(shmid), semid),
+    }
+    };
     let Some((semid, st)) = set_stat else {
         // Its set is gone: the session is being removed (the set goes first), and
         // the processes still attached are on their way out; or a remover died
         // between the two removals, and then nobody is attached.
         if seg_stat.attached > 0 {
             return Ok(Found::Initialising);
+        }
+        if seg_stat.uid != euid() {
+            return Err(not_ours_to_remove(None));
         }
         return Ok(Found::Stale {
             shmid: Some(shmid),
@@ -180,18 +201,86 @@ pub(super) fn discover(key: IpcKey) -> Result<Found> {
         });
     };
     if st.otime == 0 {
-        return Ok(if age(st.ctime) < INIT_GRACE {
-            Found::Initialising
-        } else {
-            Found::Stale {
-                shmid: Some(shmid),
-                semid: Some(semid),
-                why: "the creator died before initialising the set".into(),
-            }
+        if age(st.ctime) < INIT_GRACE {
+            return Ok(Found::Initialising);
+        }
+        if seg_stat.uid != euid() || st.uid != euid() || waiters(key, semid)? > 0 {
+            return Err(not_ours_to_remove(Some(semid)));
+        }
+        return Ok(Found::Stale {
+            shmid: Some(shmid),
+            semid: Some(semid),
+            why: "the creator died before initialising the set".into(),
         });
     }
     let sems = SemaphoreSet::open(key, semid, sem::NAMES)?;
     Ok(Found::Ours(SessionMemory::new(seg, geometry)?, sems))
+}
+
+/// A semaphore set without a segment beside it. Ours only if it carries our
+/// creator's signature, was never operated on, nobody waits on it, and our uid owns
+/// it: then it is a creator at work (younger than [`INIT_GRACE`]) or its leftover.
+/// Anything else is not ours, and is never removed.
+fn lone_set(key: IpcKey, id: i32, st: &semaphore::SetStat) -> Result<Found> {
+    let foreign = |why: &str| {
+        Error::Conflict {
+        key,
+        detail: format!(
+            "a semaphore set that is not ours is there (semid {id}, owner uid {}, {} members, mode {:o}, \
+             no segment beside it: {why})",
+            st.uid, st.nsems, st.mode
+        ),
+        remove_hint: ipcrm_hint(None, Some(id)),
+    }
+    };
+    if st.otime != 0 {
+        return Err(foreign(
+            "it has been used, so it is no creator of ours at work",
+        ));
+    }
+    // A creator of ours is between its first calls (semget, then SETALL with the
+    // signature, then shmget) for microseconds: a young set may still be one.
+    if age(st.ctime) < INIT_GRACE {
+        return Ok(Found::Initialising);
+    }
+    if !signed_and_unused(key, id, st)? {
+        return Err(foreign("it does not carry our creator's signature"));
+    }
+    if st.uid != euid() {
+        return Err(foreign("another user's"));
+    }
+    Ok(Found::Stale {
+        shmid: None,
+        semid: Some(id),
+        why: "a semaphore set without its segment, left by a creator that died".into(),
+    })
+}
+
+/// Whether the set holds exactly our creator's signature (PROTOCOL.md §4), was
+/// never operated on, and nobody sleeps on it.
+fn signed_and_unused(key: IpcKey, id: i32, st: &semaphore::SetStat) -> Result<bool> {
+    if st.otime != 0 || st.nsems != sem::COUNT as u64 {
+        return Ok(false);
+    }
+    let set = SemaphoreSet::open(key, id, sem::NAMES)?;
+    Ok(set.values()? == sem::SIGNATURE && waiters(key, id)? == 0)
+}
+
+/// How many processes sleep in `semop` on the set (every member's GETNCNT and
+/// GETZCNT): a set someone waits on is in use, whatever else it looks like.
+fn waiters(key: IpcKey, id: i32) -> Result<u32> {
+    let set = SemaphoreSet::open(key, id, sem::NAMES)?;
+    let mut n = 0;
+    for m in 0..sem::COUNT as u16 {
+        for q in [
+            semaphore::Query::WaitingToTake,
+            semaphore::Query::WaitingForZero,
+        ] {
+            let why = semaphore::Why::once("does anyone sleep on this set? (then it is in use)");
+            n += set.query_why(m, q, why)?.max(0) as u32;
+        }
+    }
+    Ok(n)
 }
 
 /// Whether `flags` (a header's) mark a shared session.

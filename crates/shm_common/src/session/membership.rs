@@ -15,6 +15,10 @@ use crate::semaphore::{self, Applied, Patience, SemOp, Why};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+/// How long joining waits for both mutexes before it looks at who could be
+/// holding them.
+const JOIN_PATIENCE: Duration = Duration::from_secs(5);
+
 /// How a join attempt ended.
 enum JoinStep {
     Joined,
@@ -103,9 +107,7 @@ impl Session {
         let mut ops = extra.to_vec();
         ops.push(SemOp::undo(sem::WRITE_MUTEX, 1));
         ops.push(SemOp::undo(sem::READ_MUTEX, 1));
-        self.sems
-            .apply(&ops, Patience::Forever, Why::once("release both mutexes"))
-            .map(drop)
+        self.sems.apply_now(&ops, Why::once("release both mutexes"))
     }
 
     /// Joins an initialised session. `Ok(false)`: it went away (or was stale and we
@@ -115,12 +117,51 @@ impl Session {
         opts: &super::OpenOptions,
         note: &dyn Fn(String),
     ) -> Result<bool> {
-        if !self.lock_both_for(
-            "join: take both mutexes to update the peer table",
-            None,
-            true,
-        )? {
-            return Ok(false);
+        let mut said = false;
+        loop {
+            match self.lock_both_for(
+                "join: take both mutexes to update the peer table",
+                Some(JOIN_PATIENCE),
+                true,
+            ) {
+                Ok(true) => break,
+                Ok(false) => return Ok(false),
+                Err(Error::PeerGone { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            // JOIN_PATIENCE without the mutexes. A live holder gives them back (a
+            // stopped one when it continues), and a dead one's SEM_UNDO gave them
+            // back at its exit, so with nobody alive they can only have been closed
+            // from outside: the session can never be joined.
+            let snap = self.snapshot()?;
+            if snap.live_writers() + snap.live_readers() == 0 {
+                if opts.role == Role::Writer && self.sole_attach()? {
+                    self.check_ours_to_remove()?;
+                    note(format!(
+                        "recovering broken objects at key {}: both mutexes closed and nobody alive to open them; removing {}",
+                        self.key,
+                        discover::ipcrm_hint(Some(self.segment().id()), Some(self.sems.id()))
+                            .unwrap_or_default()
+                    ));
+                    self.remove_objects()?;
+                    return Ok(false);
+                }
+                return Err(Error::Corrupt {
+                    key: self.key,
+                    detail: format!(
+                        "the session's mutexes have stayed closed for {} s and no process is alive to open them: \
+                         the semaphores were changed from outside",
+                        JOIN_PATIENCE.as_secs()
+                    ),
+                });
+            }
+            if !said {
+                note(format!(
+                    "waiting to join key {}: a peer holds the session's mutexes (stopped with Ctrl-Z?)",
+                    self.key
+                ));
+                said = true;
+            }
         }
         let ids = discover::ipcrm_hint(Some(self.segment().id()), Some(self.sems.id()))
             .unwrap_or_default();
@@ -148,7 +189,9 @@ impl Session {
         if opts.role == Role::Writer {
             if nobody_alive && !persisted {
                 // Every peer died and no complete stream waits for a reader: the
-                // objects are stale. Removing the set wakes nobody (nobody is there).
+                // objects are stale. Removing the set wakes nobody (nobody is there),
+                // but only what our uid owns is ours to remove.
+                self.check_ours_to_remove()?;
                 self.remove_objects()?;
                 return Ok(JoinStep::Removed);
             }
@@ -174,6 +217,7 @@ impl Session {
             if nobody_alive {
                 // A byte stream whose reader and writer are both gone: nobody can
                 // complete it (it was already partly read), so it is stale.
+                self.check_ours_to_remove()?;
                 self.remove_objects()?;
                 return Ok(JoinStep::Removed);
             }
@@ -197,6 +241,28 @@ impl Session {
         self.unlock_both(&[SemOp::undo(opts.role.count_member(), 1)])?;
         self.joined = true;
         Ok(JoinStep::Joined)
+    }
+
+    /// Whether we are the only process attached to the segment.
+    fn sole_attach(&self) -> Result<bool> {
+        Ok(self.segment().stat()?.attached <= 1)
+    }
+
+    /// Refuses to remove stale objects that another user owns (a session shared with
+    /// `--mode 666`): they are that user's to remove.
+    fn check_ours_to_remove(&self) -> Result<()> {
+        let me = nix::unistd::geteuid().as_raw();
+        let (seg_uid, set_uid) = (self.segment().stat()?.uid, self.sems.stat()?.uid);
+        if seg_uid == me && set_uid == me {
+            return Ok(());
+        }
+        Err(Error::Conflict {
+            key: self.key,
+            detail: format!(
+                "every process of the session there is gone, but uid {seg_uid} owns its objects: not ours to remove"
+            ),
+            remove_hint: discover::ipcrm_hint(Some(self.segment().id()), Some(self.sems.id())),
+        })
     }
 
     fn exclusive_conflict(&self, role: Role) -> Error {
@@ -280,6 +346,29 @@ impl Session {
         result
     }
 
+    /// After corruption was found: removes both objects if they are ours to remove
+    /// (nobody can complete the session). Whether anything was removed.
+    pub fn remove_broken(&mut self) -> Result<bool> {
+        self.check_ours_to_remove()?;
+        let set = semaphore::remove_id(self.key, self.sems.id())?;
+        let seg = segment::remove_id(self.key, self.segment().id())?;
+        self.joined = false;
+        Ok(set || seg)
+    }
+
+    /// After the set was removed from outside: removes our segment too (we attached
+    /// it and checked its header, so it is ours), unless the set is still there.
+    pub fn remove_orphaned_segment(&mut self) -> Result<bool> {
+        match self.sems.stat() {
+            Err(Error::PeerGone { .. }) => {}
+            Err(Error::Sys { source, .. })
+                if matches!(source.raw_os_error(), Some(libc::EINVAL | libc::EIDRM)) => {}
+            _ => return Ok(false),
+        }
+        self.joined = false;
+        segment::remove_id(self.key, self.segment().id())
+    }
+
     /// Removes the semaphore set (waking anyone still waiting, with EIDRM) and then
     /// the segment (destroyed when the last process detaches). This is the only place
     /// the session removes its objects.
@@ -302,8 +391,9 @@ pub enum Cleanup {
 
 /// `make clean` / `writer --remove`: removes the session at `key` if it is ours (our
 /// magic and version, our member count, our user) and no live process uses it.
-/// Refuses, changing nothing, for a foreign object or a live session.
-pub fn remove_session(key: IpcKey) -> Result<Cleanup> {
+/// Refuses, changing nothing, for a foreign object or a live session, and for a
+/// finished stream that waits for its reader unless `force`.
+pub fn remove_session(key: IpcKey, force: bool) -> Result<Cleanup> {
     match discover::discover(key)? {
         Found::Nothing => Ok(Cleanup::Nothing),
         Found::Initialising => Err(Error::Conflict {
@@ -331,6 +421,20 @@ pub fn remove_session(key: IpcKey) -> Result<Cleanup> {
                     key,
                     detail: format!(
                         "the session there is in use by {live} live process(es); stop them first"
+                    ),
+                    remove_hint: None,
+                });
+            }
+            let h = mem.header();
+            let unread =
+                h.state() == Some(State::Ended) && h.readers_joined.load(Ordering::Relaxed) == 0;
+            if unread && !force {
+                let bytes = h.bytes_published.load(Ordering::Relaxed);
+                return Err(Error::Conflict {
+                    key,
+                    detail: format!(
+                        "a finished stream of {bytes} bytes waits there for its reader; \
+                         run `reader --key {key}` to take it, or remove it anyway with --force"
                     ),
                     remove_hint: None,
                 });
