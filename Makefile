@@ -13,13 +13,16 @@ setup:
 	@bash scripts/setup.sh
 
 build:
+	$(MAKE) -C peers/c
 	$(CARGO) build --release --workspace --bins
 
 run: setup build
 	@bash scripts/demo.sh "$(BIN)" "$(DEMO_KEY)"
 
-# Integration tests spawn the real binaries, so build them first (debug profile).
+# Integration tests spawn the real binaries, so build them first (debug profile);
+# the interop tests also spawn the C peer (peers/c, built into target/c).
 test: setup
+	$(MAKE) -C peers/c
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast -- --test-threads=4
 	@bash scripts/check-clean.sh
