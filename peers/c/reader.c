@@ -112,7 +112,9 @@ static int parse_args(int argc, char **argv, key_t *key, int *have_key, int *tag
 }
 
 /* Writes everything; a write(2) interrupted while BLOCKED (a full pipe) by Ctrl-C
- * gives up, otherwise the batch already taken out of the ring is written whole. */
+ * gives up, otherwise the batch already taken out of the ring is written whole.
+ * (Rust: its signal handler uses SA_RESTART, so a reader blocked on a full stdout
+ * notices SIGTERM only once the consumer reads again; here it exits 130 at once.) */
 static int write_out(const unsigned char *p, size_t n, sr_error *e)
 {
     while (n > 0) {
@@ -130,6 +132,10 @@ static int write_out(const unsigned char *p, size_t n, sr_error *e)
         }
         p += w;
         n -= (size_t)w;
+        /* A signal that arrives after some bytes went out makes write(2) return a
+         * short count instead of EINTR: that, too, means we were blocked. */
+        if (n > 0 && sr_cancelled())
+            return sr_fail(e, SR_EXIT_INTERRUPTED, NULL, "interrupted (while writing the output)");
     }
     return 0;
 }

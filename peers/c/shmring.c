@@ -1880,21 +1880,20 @@ int sr_send(sr_producer *p, const sr_span *frames, size_t n, sr_error *e)
 int sr_send_bytes(sr_producer *p, const unsigned char *data, size_t n, sr_error *e)
 {
     size_t cap = sr_capacity(p->s);
-    sr_span spans[64];
-    while (n > 0) {
-        size_t m = 0;
-        while (n > 0 && m < sizeof spans / sizeof spans[0]) {
-            size_t c = n < cap ? n : cap;
-            spans[m].p = data;
-            spans[m].n = c;
-            m++;
-            data += c;
-            n -= c;
-        }
-        if (sr_send(p, spans, m, e) < 0)
-            return -1;
+    size_t m = (n + cap - 1) / cap;
+    if (m == 0)
+        return 0; /* no empty DATA frames */
+    sr_span one, *spans = m == 1 ? &one : malloc(m * sizeof *spans);
+    if (!spans)
+        return sr_fail(e, SR_EXIT_OS, NULL, "out of memory for %zu frames", m);
+    for (size_t i = 0; i < m; i++) {
+        spans[i].p = data + i * cap;
+        spans[i].n = i + 1 < m ? cap : n - i * cap;
     }
-    return 0;
+    int r = sr_send(p, spans, m, e);
+    if (spans != &one)
+        free(spans);
+    return r;
 }
 
 int sr_send_from_fd(sr_producer *p, int fd, uint32_t want, uint64_t *sent, sr_error *e)
