@@ -1150,37 +1150,44 @@ static long age_secs(time_t t)
     return now > t ? (long)(now - t) : 0;
 }
 
+static void owner_of(key_t key, int shmid, char *out, size_t cap)
+{
+    struct shmid_ds ds;
+    sr_error ignored;
+    if (seg_stat(key, shmid, &ds, &ignored) == 0)
+        snprintf(out, cap, "owner uid %u", (unsigned)ds.shm_perm.uid);
+    else
+        snprintf(out, cap, "owner unknown");
+}
+
 /* Checks the header of an attached segment of ours and reads the geometry; every
  * field is read once. Foreign (exit 3): too small, wrong magic, other version.
  * Corrupt (exit 6): our magic and version, but impossible values. */
 static int validate_header(key_t key, int shmid, const unsigned char *base, size_t len,
                            uint32_t *slots, uint32_t *slot_size, sr_error *e)
 {
-    struct shmid_ds ds;
-    sr_error ignored;
-    char owner[48];
-    if (seg_stat(key, shmid, &ds, &ignored) == 0)
-        snprintf(owner, sizeof owner, "owner uid %u", (unsigned)ds.shm_perm.uid);
-    else
-        snprintf(owner, sizeof owner, "owner unknown");
+    /* The owner is looked up only when there is something to refuse. */
+    char owner[48] = "";
+#define OWNER() (owner_of(key, shmid, owner, sizeof owner), owner)
     if (len < SR_HEADER_SIZE)
         return err_conflict(e, key, ipcrm_cmd(shmid, -1),
                             "the segment there (shmid %d) is %zu bytes, smaller than our header: "
                             "it is not ours (%s)",
-                            shmid, len, owner);
+                            shmid, len, OWNER());
     sr_session tmp = {.base = (unsigned char *)base};
     uint64_t magic = atomic_load_explicit(a64(&tmp, SR_OFF_MAGIC), memory_order_acquire);
     if (magic != SR_MAGIC)
         return err_conflict(e, key, ipcrm_cmd(shmid, -1),
                             "the segment there (shmid %d) does not start with our magic: it is "
                             "not ours (%s)",
-                            shmid, owner);
+                            shmid, OWNER());
     uint32_t version = sr_header_u32(&tmp, SR_OFF_VERSION);
     if (version != SR_VERSION)
         return err_conflict(e, key, ipcrm_cmd(shmid, -1),
                             "the segment there (shmid %d) has layout version %u; this build "
                             "speaks version %u (%s)",
-                            shmid, version, SR_VERSION, owner);
+                            shmid, version, SR_VERSION, OWNER());
+#undef OWNER
     uint32_t header = sr_header_u32(&tmp, SR_OFF_HEADER_SIZE);
     uint32_t n = sr_header_u32(&tmp, SR_OFF_SLOT_COUNT);
     uint32_t size = sr_header_u32(&tmp, SR_OFF_SLOT_SIZE);
@@ -1327,6 +1334,24 @@ static int inspect(key_t key, found_t *f, sr_error *e)
             snprintf(f->why, sizeof f->why, "the creator died before initialising the set");
         }
         return 0;
+    }
+    /* Ours. One more look at the set's member count, now that we are about to use
+     * it (it may have been replaced since the first look). */
+    r = set_stat(key, semid, &sds, e);
+    if (r != 0) {
+        detach_base(base);
+        if (r < 0)
+            return -1;
+        f->what = FOUND_INITIALISING;
+        return 0;
+    }
+    if (sds.sem_nsems != SR_NSEMS) {
+        detach_base(base);
+        return err_conflict(e, key, ipcrm_cmd(-1, semid),
+                            "the semaphore set there (semid %d, owner uid %u) has %lu members, "
+                            "ours has %d: it is not ours",
+                            semid, (unsigned)sds.sem_perm.uid, (unsigned long)sds.sem_nsems,
+                            SR_NSEMS);
     }
     f->what = FOUND_OURS;
     f->base = base;
