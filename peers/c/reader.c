@@ -21,7 +21,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define VERSION_TEXT "c-reader 0.1.0 (layout version 2)"
 
 static const char *help_text =
     "Receive the stream a writer (Rust `writer` or `c-writer`) sends through a System V\n"
@@ -77,7 +76,7 @@ static int parse_args(int argc, char **argv, key_t *key, int *have_key, int *tag
             exit(0);
         }
         if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
-            puts(VERSION_TEXT);
+            printf("c-reader 0.1.0 (protocol layout version %u)\n", SR_VERSION);
             exit(0);
         }
         const char *eq = strchr(a, '=');

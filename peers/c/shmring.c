@@ -724,7 +724,12 @@ static int find_set(key_t key, int *id, sr_error *e)
     return 0;
 }
 
-/* IPC_STAT. Returns 1 if the object vanished meanwhile (EINVAL/EIDRM). */
+/* semctl(IPC_STAT) / shmctl(IPC_STAT): the kernel's record of an object. What we
+ * use of it: the owner's uid and the mode (is it ours to use?), the set's member
+ * count (9, or it is not ours), sem_otime (0 until the creator's first semop: the
+ * initialisation handshake), sem_ctime / shm_ctime (how long ago it was made, for
+ * the grace), shm_segsz (how much we may map) and shm_nattch (is anyone attached?).
+ * Returns 1 if the object vanished meanwhile (EINVAL/EIDRM). */
 static int set_stat(key_t key, int semid, struct semid_ds *ds, sr_error *e)
 {
     union semun arg;

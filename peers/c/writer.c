@@ -24,7 +24,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define VERSION_TEXT "c-writer 0.1.0 (layout version 2)"
 
 typedef struct {
     key_t key;
@@ -107,7 +106,7 @@ static int parse_args(int argc, char **argv, config *c, sr_error *e)
             exit(0);
         }
         if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
-            puts(VERSION_TEXT);
+            printf("c-writer 0.1.0 (protocol layout version %u)\n", SR_VERSION);
             exit(0);
         }
         if (strcmp(a, "--persist") == 0) {
