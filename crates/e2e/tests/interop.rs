@@ -117,10 +117,7 @@ struct Scratch(PathBuf);
 impl Scratch {
     fn new(tag: &str) -> Scratch {
         let n = KEYS.fetch_add(1, Ordering::Relaxed);
-        Scratch(std::env::temp_dir().join(format!(
-            "shm-interop-{}-{n}-{tag}",
-            std::process::id()
-        )))
+        Scratch(std::env::temp_dir().join(format!("shm-interop-{}-{n}-{tag}", std::process::id())))
     }
     fn file(&self) -> std::fs::File {
         std::fs::File::create(&self.0).expect("create scratch file")
@@ -242,7 +239,10 @@ enum Input<'a> {
 /// both, byte-exact output and a clean key.
 fn transfer(wl: Lang, rl: Lang, order: Order, input: &Input<'_>, geometry: &[&str]) {
     let key = Key::new();
-    let ctx = format!("{wl:?} writer -> {rl:?} reader, {order:?}, key {}", key.arg());
+    let ctx = format!(
+        "{wl:?} writer -> {rl:?} reader, {order:?}, key {}",
+        key.arg()
+    );
     let out = Scratch::new("out");
     let mut wcmd = writer(wl, &key);
     wcmd.args(geometry);
@@ -305,7 +305,10 @@ fn transfer(wl: Lang, rl: Lang, order: Order, input: &Input<'_>, geometry: &[&st
                 "{ctx}: delivered {} bytes, sent {} (equal prefix: {})",
                 got.len(),
                 data.len(),
-                got.iter().zip(data.iter()).take_while(|(a, b)| a == b).count()
+                got.iter()
+                    .zip(data.iter())
+                    .take_while(|(a, b)| a == b)
+                    .count()
             );
         }
         Input::File(p) => {
@@ -419,7 +422,10 @@ pairing_tests!(
 
 fn persist_flow(wl: Lang, rl: Lang) {
     let key = Key::new();
-    let ctx = format!("persist: {wl:?} writer, then {rl:?} reader, key {}", key.arg());
+    let ctx = format!(
+        "persist: {wl:?} writer, then {rl:?} reader, key {}",
+        key.arg()
+    );
     let file = big_temp_file(1 << 20, 0x9e51);
     let mut w = writer(wl, &key);
     w.arg("--persist").arg(&file.path);
@@ -437,7 +443,11 @@ fn persist_flow(wl: Lang, rl: Lang) {
         (shm, sem)
     );
     let v = key.sems().expect("our set");
-    assert_eq!((v[WRITERS], v[READERS]), (0, 0), "{ctx}: nobody is live now");
+    assert_eq!(
+        (v[WRITERS], v[READERS]),
+        (0, 0),
+        "{ctx}: nobody is live now"
+    );
     let out = Scratch::new("persist");
     let rf = spawn_stdout_to(reader(rl, &key), Stdio::null(), out.file()).wait(TIMEOUT);
     ok(&rf, &format!("{ctx}: reader"));
@@ -473,6 +483,24 @@ fn persist_c_writer_then_c_reader() {
     }
 }
 
+/// Feeds a child's stdin from a thread: `first` at once, then `rest` once the test
+/// says go (the returned sender); if the sender is dropped first (a failing test),
+/// the thread closes the pipe and ends.
+fn staged_feeder(
+    mut stdin: std::process::ChildStdin,
+    first: Vec<u8>,
+    rest: Vec<u8>,
+) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let t = std::thread::spawn(move || {
+        if stdin.write_all(&first).is_err() || wait.recv().is_err() {
+            return;
+        }
+        let _ = stdin.write_all(&rest);
+    });
+    (go, t)
+}
+
 // ---------------------------------------------------------------------------------
 // --lines: a Rust and a C writer share one session with one reader
 // ---------------------------------------------------------------------------------
@@ -503,32 +531,28 @@ fn shared_lines(creator: Lang, joiner: Lang, rl: Lang) {
     let mut rcmd = reader(rl, &key);
     rcmd.arg("--tag");
     let r = spawn_stdout_to(rcmd, Stdio::null(), out.file());
-    let spawn = |l: Lang| {
+    let spawn = |l: Lang, first: &[u8], rest: &[u8]| {
         let mut c = writer(l, &key);
         c.arg("--lines");
         let mut p = Proc::spawn(c, Stdio::piped());
         let stdin = p.child.stdin.take().expect("stdin");
-        (p, stdin)
+        let (go, feeder) = staged_feeder(stdin, first.to_vec(), rest.to_vec());
+        (p, go, feeder)
     };
     // The first writer creates; its first lines are sent before the second joins,
     // and neither input ends before both have joined (so neither ends the stream
     // alone).
-    let (w1, mut in1) = spawn(creator);
-    in1.write_all(&a[..1000]).expect("first lines");
+    let (w1, go1, f1) = spawn(creator, &a[..1000], &a[1000..]);
     wait_until(TIMEOUT, "the creator's session", || {
-        key.sems().is_some_and(|v| v[WRITERS] == 1 && v[READERS] == 1)
+        key.sems()
+            .is_some_and(|v| v[WRITERS] == 1 && v[READERS] == 1)
     });
-    let (w2, mut in2) = spawn(joiner);
+    let (w2, go2, f2) = spawn(joiner, &[], &b);
     wait_until(TIMEOUT, "the second writer to join", || {
         key.sems().is_some_and(|v| v[WRITERS] == 2)
     });
-    let (ra, rb) = (a[1000..].to_vec(), b.clone());
-    let f1 = std::thread::spawn(move || {
-        let _ = in1.write_all(&ra);
-    });
-    let f2 = std::thread::spawn(move || {
-        let _ = in2.write_all(&rb);
-    });
+    go1.send(()).expect("feeder 1 alive");
+    go2.send(()).expect("feeder 2 alive");
     let wf1 = w1.wait(TIMEOUT);
     let wf2 = w2.wait(TIMEOUT);
     let rf = r.wait(TIMEOUT);
@@ -711,7 +735,10 @@ kill9_tests!(
 /// goes through to a reader of `old`.
 fn stale_recovery(old: Lang, new: Lang) {
     let key = Key::new();
-    let ctx = format!("{old:?} leftovers, {new:?} writer recovers, key {}", key.arg());
+    let ctx = format!(
+        "{old:?} leftovers, {new:?} writer recovers, key {}",
+        key.arg()
+    );
     let out = Scratch::new("stale");
     let mut wcmd = writer(old, &key);
     wcmd.args(RING);
@@ -881,8 +908,8 @@ fn second_writer_or_reader_of_a_byte_stream_gets_exit_3_across_languages() {
         let ctx = format!("{first:?} session, {other:?} intruders, key {}", key.arg());
         let data = pseudo_random(100_000, 3);
         let mut w = Proc::spawn(writer(first, &key), Stdio::piped());
-        let mut stdin = w.child.stdin.take().expect("stdin");
-        stdin.write_all(&data[..50_000]).expect("first half");
+        let stdin = w.child.stdin.take().expect("stdin");
+        let (go, feeder) = staged_feeder(stdin, data[..50_000].to_vec(), data[50_000..].to_vec());
         wait_until(TIMEOUT, "the session", || {
             key.sems().is_some_and(|v| v[WRITERS] == 1)
         });
@@ -890,7 +917,12 @@ fn second_writer_or_reader_of_a_byte_stream_gets_exit_3_across_languages() {
             let mut c = writer(other, &key);
             c.args(extra);
             let f = run_with_input(c, b"intruder\n", TIMEOUT);
-            assert_eq!(f.code(), Some(3), "{ctx}: second writer {extra:?}: {}", f.stderr);
+            assert_eq!(
+                f.code(),
+                Some(3),
+                "{ctx}: second writer {extra:?}: {}",
+                f.stderr
+            );
             assert!(f.stderr.contains("byte-stream"), "{ctx}: {}", f.stderr);
         }
         let out = Scratch::new("conflict");
@@ -900,12 +932,15 @@ fn second_writer_or_reader_of_a_byte_stream_gets_exit_3_across_languages() {
         });
         let f = Proc::spawn(reader(other, &key), Stdio::null()).wait(TIMEOUT);
         assert_eq!(f.code(), Some(3), "{ctx}: second reader: {}", f.stderr);
-        stdin.write_all(&data[50_000..]).expect("second half");
-        drop(stdin);
+        go.send(()).expect("feeder alive");
         let (wf, rf) = (w.wait(TIMEOUT), r.wait(TIMEOUT));
+        feeder.join().expect("feeder");
         ok(&wf, &format!("{ctx}: writer"));
         ok(&rf, &format!("{ctx}: reader"));
-        assert!(std::fs::read(&out.0).expect("output") == data, "{ctx}: output");
+        assert!(
+            std::fs::read(&out.0).expect("output") == data,
+            "{ctx}: output"
+        );
         key.assert_clean(&ctx);
     }
 }
@@ -939,7 +974,11 @@ fn foreign_segment_is_refused_with_exit_3_by_both_languages() {
                 "{lang:?} {role}: {}",
                 f.stderr
             );
-            assert_eq!(key.objects(), (Some(id), None), "{lang:?} {role} changed it");
+            assert_eq!(
+                key.objects(),
+                (Some(id), None),
+                "{lang:?} {role} changed it"
+            );
         }
     }
 }
