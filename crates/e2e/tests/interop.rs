@@ -982,3 +982,69 @@ fn foreign_segment_is_refused_with_exit_3_by_both_languages() {
         }
     }
 }
+
+/// SIGINT, SIGTERM, SIGHUP: a C writer or reader leaves the session cleanly and exits
+/// 130, wherever it waits (for a writer, for input, for data); its Rust peer then
+/// sees the departure as a lost peer (exit 4) and, as the last one, removes both.
+#[test]
+fn c_peer_signals_give_130_and_a_clean_departure() {
+    if !c_peer_built("c_peer_signals_give_130_and_a_clean_departure") {
+        return;
+    }
+    let signal = |p: &Proc, sig: i32| {
+        // SAFETY: a signal to our own child, by pid.
+        unsafe { libc::kill(p.pid(), sig) };
+    };
+    // A C reader waiting for a writer that never comes: 130, nothing created.
+    let key = Key::new();
+    let r = Proc::spawn(reader(Lang::C, &key), Stdio::null());
+    std::thread::sleep(Duration::from_millis(200));
+    signal(&r, libc::SIGINT);
+    let f = r.wait(TIMEOUT);
+    assert_eq!(f.code(), Some(130), "waiting reader: {}", f.stderr);
+    key.assert_clean("a waiting reader, interrupted");
+
+    for (sig, victim) in [
+        (libc::SIGTERM, Victim::Writer),
+        (libc::SIGHUP, Victim::Reader),
+        (libc::SIGINT, Victim::Writer),
+    ] {
+        let key = Key::new();
+        let ctx = format!("signal {sig} to the C {victim:?}, key {}", key.arg());
+        let (wl, rl) = match victim {
+            Victim::Writer => (Lang::C, Lang::Rust),
+            Victim::Reader => (Lang::Rust, Lang::C),
+        };
+        let out = Scratch::new("sig");
+        let r = spawn_stdout_to(reader(rl, &key), Stdio::null(), out.file());
+        let mut w = Proc::spawn(writer(wl, &key), Stdio::piped());
+        let stdin = w.child.stdin.take().expect("stdin");
+        // The first part flows, then the writer waits for more input.
+        let (go, feeder) = staged_feeder(stdin, b"first part\n".to_vec(), b"rest\n".to_vec());
+        wait_until(TIMEOUT, "the first part to arrive", || out.len() >= 11);
+        let (victim_p, survivor_p) = match victim {
+            Victim::Writer => (w, r),
+            Victim::Reader => (r, w),
+        };
+        signal(&victim_p, sig);
+        let vf = victim_p.wait(TIMEOUT);
+        assert_eq!(vf.code(), Some(130), "{ctx}: victim: {}", vf.stderr);
+        assert!(
+            vf.stderr.contains("error: interrupted"),
+            "{ctx}: {}",
+            vf.stderr
+        );
+        // The writer's input ends now (its reader is gone, or it is gone itself).
+        let _ = go.send(());
+        let sf = survivor_p.wait(TIMEOUT);
+        feeder.join().expect("feeder");
+        assert_eq!(sf.code(), Some(4), "{ctx}: survivor: {}", sf.stderr);
+        assert!(
+            std::fs::read(&out.0)
+                .expect("output")
+                .starts_with(b"first part\n"),
+            "{ctx}: the first part was delivered"
+        );
+        key.assert_clean(&ctx);
+    }
+}
