@@ -13,17 +13,19 @@ setup:
 	@bash scripts/setup.sh
 
 build:
+	$(MAKE) -C peers/c
 	$(CARGO) build --release --workspace --bins
 
 run: setup build
 	@bash scripts/demo.sh "$(BIN)" "$(DEMO_KEY)"
 
-# Integration tests spawn the real binaries (and the library's examples), so build
-# them first (debug profile).
-# A test that cannot run here (a tool or permission missing) is counted and listed
-# at the end; with CI=true it fails instead.
+# Integration tests spawn the real binaries, the library's examples and the C peer
+# (peers/c, built into target/c), so build them first (debug profile). A test that
+# cannot run here (a tool or permission missing) is counted and listed at the end;
+# with CI=true it fails instead.
 SKIPS := $(CURDIR)/target/test-skips
 test: setup
+	$(MAKE) -C peers/c
 	$(CARGO) build --workspace --bins --examples
 	@bash scripts/check-clean.sh --before
 	@rm -rf $(SKIPS)
