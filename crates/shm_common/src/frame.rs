@@ -143,6 +143,24 @@ impl FrameHeader {
         })
     }
 
+    /// The checksum of header bytes 0..28 (the header's fields): where the frame's
+    /// checksum starts, to be continued over the payload.
+    pub fn header_crc(b: &[u8; FRAME_HEADER_SIZE]) -> u32 {
+        let head = Aligned(*b);
+        checksum::crc32c(&head.0[0..28])
+    }
+
+    /// Checks a frame's finished checksum (`computed`: [`FrameHeader::header_crc`]
+    /// continued over the payload) against the one stored in header bytes `b`.
+    pub fn check_crc(b: &[u8; FRAME_HEADER_SIZE], computed: u32) -> Result<(), FrameError> {
+        let stored = u32::from_le_bytes([b[28], b[29], b[30], b[31]]);
+        if stored == computed {
+            Ok(())
+        } else {
+            Err(FrameError::Checksum { stored, computed })
+        }
+    }
+
     /// Checks the stored checksum of header bytes `b` against `payload`.
     pub fn verify(b: &[u8; FRAME_HEADER_SIZE], payload: &[u8]) -> Result<(), FrameError> {
         let stored = u32::from_le_bytes([b[28], b[29], b[30], b[31]]);

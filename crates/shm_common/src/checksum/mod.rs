@@ -264,13 +264,6 @@ pub(crate) unsafe fn crc32c_append_raw(crc: u32, src: *const u8, len: usize) -> 
 ///   loaded (each once, plainly, never through a reference), so any values may be
 ///   read; those values are what is stored and what the CRC covers.
 #[inline]
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the reader's copy-out path calls it once wired in"
-    )
-)]
 pub(crate) unsafe fn copy_crc32c(crc: u32, src: *const u8, dst: *mut u8, len: usize) -> u32 {
     let k = selected();
     // SAFETY: the selected kernel is one this CPU can run (`choose` checked); the

@@ -320,10 +320,15 @@ impl<'a> Consumer<'a> {
             .map_err(|e| corrupt(format!("slot {index}: {e}")))?;
         let start = batch.data.len();
         let end = start + h.len as usize;
-        // Copy the payload out, then checksum the copy: the bytes checked are the
-        // bytes delivered, whatever a peer does to the slot meanwhile.
-        mem.append_payload(index, h.len as usize, &mut batch.data)?;
-        if let Err(e) = FrameHeader::verify(&hb, &batch.data[start..end]) {
+        // Copy the payload out and checksum it in the same sweep: the bytes checked
+        // are the bytes delivered, whatever a peer does to the slot meanwhile.
+        let crc = mem.append_payload(
+            index,
+            h.len as usize,
+            &mut batch.data,
+            FrameHeader::header_crc(&hb),
+        )?;
+        if let Err(e) = FrameHeader::check_crc(&hb, crc) {
             batch.data.truncate(start);
             return Err(corrupt(format!("slot {index}: {e}")));
         }

@@ -101,11 +101,18 @@ impl SessionMemory {
         Ok(hb)
     }
 
-    /// Appends the first `len` payload bytes of slot `index` to `out` (one copy).
-    pub(crate) fn append_payload(&self, index: u32, len: usize, out: &mut Vec<u8>) -> Result<()> {
+    /// Appends the first `len` payload bytes of slot `index` to `out`, continuing the
+    /// CRC-32C `crc` over them in the same sweep; returns the checksum.
+    pub(crate) fn append_payload(
+        &self,
+        index: u32,
+        len: usize,
+        out: &mut Vec<u8>,
+        crc: u32,
+    ) -> Result<u32> {
         self.payload(len)?;
         self.seg
-            .read_append(self.slot(index)? + FRAME_HEADER_SIZE, len, out)
+            .read_append_crc(self.slot(index)? + FRAME_HEADER_SIZE, len, out, crc)
     }
 
     /// Writes a frame header into slot `index`.

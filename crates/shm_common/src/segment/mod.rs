@@ -372,25 +372,34 @@ impl Segment {
         Ok(())
     }
 
-    /// Appends `len` bytes at `offset` to `out`, copying straight into its spare
-    /// capacity (no zero-filling first: on the reader's path that would be one more
-    /// pass over every byte). The reader then checksums its own copy, so shared memory
-    /// is read once and the bytes checked are the bytes delivered. (Copying and
-    /// checksumming in L1-sized chunks instead measured no faster, and 10% slower for
-    /// 1 MiB frames on two CPUs: one long copy lets `memmove` take its fastest path.)
-    pub(crate) fn read_append(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> Result<()> {
+    /// Appends `len` bytes at `offset` to `out` and continues the CRC-32C `crc` over
+    /// them, in one sweep: each byte is loaded from the segment once, stored into
+    /// `out`'s spare capacity (no zero-filling first) and folded into the checksum
+    /// from the same register, so the checksum is exactly that of the bytes
+    /// delivered, whatever a peer does to the slot meanwhile, and shared memory is
+    /// read once, never borrowed as a slice.
+    pub(crate) fn read_append_crc(
+        &self,
+        offset: usize,
+        len: usize,
+        out: &mut Vec<u8>,
+        crc: u32,
+    ) -> Result<u32> {
         let p = self.span(offset, len)?;
         out.reserve(len);
         let old = out.len();
-        // SAFETY: the source span is in bounds (checked); `reserve` guarantees room for
-        // `len` more bytes after `old`; the destination is our own heap buffer, so the
-        // two cannot overlap. After the copy those `len` bytes are initialised (any
-        // byte value is a valid u8), so extending the length over them is sound.
-        unsafe {
-            std::ptr::copy_nonoverlapping(p, out.as_mut_ptr().add(old), len);
+        // SAFETY: the source span is in bounds (checked), and other processes may
+        // write it meanwhile, which copy_crc32c allows (raw loads, any value); the
+        // destination is `len` bytes of our own Vec's spare capacity (`reserve`),
+        // private to us and disjoint from the mapping. Afterwards those bytes are
+        // initialised (any byte value is a valid u8), so extending the length over
+        // them is sound.
+        let crc = unsafe {
+            let crc = checksum::copy_crc32c(crc, p, out.as_mut_ptr().add(old), len);
             out.set_len(old + len);
-        }
-        Ok(())
+            crc
+        };
+        Ok(crc)
     }
 
     /// Copies `data` into the segment at `offset`: for slots (whose bytes the
@@ -421,24 +430,15 @@ impl Segment {
         Ok(u64::from_le_bytes(b))
     }
 
-    /// Continues the CRC-32C `crc` over `len` bytes at `offset`, reading them through
-    /// a small private buffer (copy first, then checksum the copy: the shared bytes are
-    /// never borrowed as a slice). Used by the writer on a slot it has just filled with
+    /// Continues the CRC-32C `crc` over `len` bytes at `offset`, read in place with raw
+    /// loads (never a slice): the writer's checksum of a slot it has just filled with
     /// `read(2)`, while the bytes are still in the cache.
-    pub(crate) fn crc32c_append(&self, offset: usize, len: usize, mut crc: u32) -> Result<u32> {
-        let mut chunk = [0u8; CRC_CHUNK];
-        let end = offset.checked_add(len).ok_or_else(|| Error::Corrupt {
-            key: self.key,
-            detail: "span overflows".into(),
-        })?;
-        let mut at = offset;
-        while at < end {
-            let n = (end - at).min(chunk.len());
-            self.read_bytes(at, &mut chunk[..n])?;
-            crc = checksum::crc32c_append(crc, &chunk[..n]);
-            at += n;
-        }
-        Ok(crc)
+    pub(crate) fn crc32c_append(&self, offset: usize, len: usize, crc: u32) -> Result<u32> {
+        let p = self.span(offset, len)?;
+        // SAFETY: the span is in bounds (checked) and stays mapped for the call (it
+        // borrows `self`); crc32c_append_raw only loads through the pointer, and
+        // allows other processes to write the bytes meanwhile.
+        Ok(unsafe { checksum::crc32c_append_raw(crc, p, len) })
     }
 
     /// Fills up to `len` bytes at `offset` from a file descriptor with one `read(2)`,
@@ -488,8 +488,3 @@ impl Drop for Segment {
         let _ = result;
     }
 }
-
-/// The private buffer [`Segment::crc32c_append`] checksums through: half the L1 data
-/// cache of current x86 cores, so each chunk is checksummed while it is hot. (4 KiB
-/// and 24 KiB measured the same end to end, two rounds side by side.)
-const CRC_CHUNK: usize = 24 << 10;
