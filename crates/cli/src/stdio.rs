@@ -42,6 +42,22 @@ pub fn stdout_open() -> Result<()> {
     require_open(std::io::stdout().as_fd(), "standard output")
 }
 
+/// Standard output as a plain, unbuffered `File` on a duplicate of fd 1, refused if
+/// closed at start (it would swallow the stream). The reader writes each batch in one
+/// `write(2)` after `poll(2)` says there is room, which a buffered `Stdout` would
+/// hide; and a write blocked on a full pipe must stay interruptible.
+pub fn stdout_file() -> Result<std::fs::File> {
+    stdout_open()?;
+    let fd = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| Error::Io {
+            what: "duplicating standard output".into(),
+            source: e,
+        })?;
+    Ok(std::fs::File::from(fd))
+}
+
 /// Opens the writer's input file. A FIFO is opened with `O_NONBLOCK`, which returns
 /// at once even while nobody has the other end open (a plain open would block in
 /// the kernel, deaf to Ctrl-C), then made blocking again: the writer waits for its

@@ -28,6 +28,11 @@ struct Args {
     #[arg(long, value_name = "MICROS", default_value_t = 50,
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     spin: u64,
+    /// Slow motion for watching (with --explain or shm-inspect --watch): take one
+    /// message per semop and pause MS milliseconds after each.
+    #[arg(long, value_name = "MS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    delay: u64,
     /// Narrate every System V call on stderr, as C.
     #[arg(long)]
     explain: bool,
@@ -47,7 +52,7 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
         None => IpcKey::default_for_user()?,
     };
     // A stdout closed at start would swallow the stream: refuse before joining.
-    stdio::stdout_open()?;
+    let mut output = stdio::stdout_file()?;
     if args.explain {
         explain::enable("reader");
     }
@@ -57,6 +62,7 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
         tag: args.tag,
         max_batch: args.batch,
         spin: Some(std::time::Duration::from_micros(args.spin)),
+        delay: std::time::Duration::from_millis(args.delay),
     };
     let quiet = args.quiet;
     let note = move |m: String| {
@@ -70,7 +76,7 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
             b.set_position(n);
         }
     };
-    let result = stream::run_reader(&cfg, &mut std::io::stdout().lock(), &note, &progress);
+    let result = stream::run_reader(&cfg, &mut output, &note, &progress);
     if let Some(b) = bar {
         b.finish_and_clear();
     }

@@ -46,6 +46,11 @@ struct Args {
     /// messages.
     #[arg(long)]
     lines: bool,
+    /// Slow motion for watching (with --explain or shm-inspect --watch): publish one
+    /// message per semop and pause MS milliseconds after each.
+    #[arg(long, value_name = "MS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    delay: u64,
     /// Narrate every System V call on stderr, as C.
     #[arg(long)]
     explain: bool,
@@ -93,6 +98,7 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
         persist: args.persist,
         lines: args.lines,
         max_batch: args.batch,
+        delay: std::time::Duration::from_millis(args.delay),
     };
     let quiet = args.quiet;
     let note = move |m: String| {

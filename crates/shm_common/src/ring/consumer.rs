@@ -318,6 +318,14 @@ impl<'a> Consumer<'a> {
         let hb = mem.read_frame_header(index)?;
         let h = FrameHeader::decode(&hb, g.payload_capacity())
             .map_err(|e| corrupt(format!("slot {index}: {e}")))?;
+        // END and FINAL frames carry no payload (PROTOCOL.md §5): bytes there are not
+        // the stream's, and are never delivered.
+        if h.kind != Kind::Data && h.len != 0 {
+            return Err(corrupt(format!(
+                "slot {index}: an END/FINAL frame with {} payload bytes (it carries none)",
+                h.len
+            )));
+        }
         let start = batch.data.len();
         let end = start + h.len as usize;
         // Copy the payload out and checksum it in the same sweep: the bytes checked

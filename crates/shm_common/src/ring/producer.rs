@@ -393,7 +393,7 @@ impl<'a> Producer<'a> {
                 key: self.s.key(),
                 detail: format!(
                     "the reader died or left before the end; {} frames ({} bytes) of ours were published, {} of them never read",
-                    self.seq, self.bytes, snap.sems[usize::from(sem::FILLED)]
+                    self.seq, self.bytes, self.unread()
                 ),
             });
         }
@@ -415,6 +415,14 @@ impl<'a> Producer<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Data frames published and not (yet) consumed, by the header's counts.
+    fn unread(&self) -> u64 {
+        let h = self.s.header();
+        h.frames_published
+            .load(Ordering::Relaxed)
+            .saturating_sub(h.frames_consumed.load(Ordering::Relaxed))
     }
 
     /// Checks, after the last frame, that the readers are not all gone, unless they

@@ -18,8 +18,9 @@ pub(super) enum Found {
     Nothing,
     /// Ours and initialised: segment attached and checked, set opened.
     Ours(SessionMemory, SemaphoreSet),
-    /// Being created right now by someone else (or being removed).
-    Initialising,
+    /// Being created right now by someone else, or being removed: wait and look
+    /// again. The text says what is there, for a note if it lasts.
+    Initialising(&'static str),
     /// Ours, but nobody can be using it: remove it before creating anew.
     Stale {
         shmid: Option<i32>,
@@ -75,7 +76,11 @@ pub(super) fn discover(key: IpcKey) -> Result<Found> {
     let set_stat = match semid {
         Some(id) => match semaphore::stat(key, id) {
             Ok(st) => Some((id, st)),
-            Err(Error::PeerGone { .. }) => return Ok(Found::Initialising),
+            Err(Error::PeerGone { .. }) => {
+                return Ok(Found::Initialising(
+                    "a semaphore set that vanished while we looked",
+                ))
+            }
             Err(e) => return Err(e),
         },
         None => None,
@@ -96,19 +101,25 @@ pub(super) fn discover(key: IpcKey) -> Result<Found> {
         // A set without a segment: a creator of ours between its two steps, its
         // leftover if it died there, or something else entirely.
         let Some((id, st)) = set_stat else {
-            return Ok(Found::Initialising);
+            return Ok(Found::Initialising(
+                "a semaphore set without a segment, just created",
+            ));
         };
         // Our segment lookup came first: a creator may have made its segment (and
         // even opened the session) after it and before our set lookup. Look again:
         // only a set that still has no segment beside it is alone.
         if segment::find(key)?.is_some() {
-            return Ok(Found::Initialising);
+            return Ok(Found::Initialising("a creator making its segment"));
         }
         return lone_set(key, id, &st);
     };
     let seg_stat = match segment::stat(key, shmid) {
         Ok(st) => st,
-        Err(Error::PeerGone { .. }) => return Ok(Found::Initialising),
+        Err(Error::PeerGone { .. }) => {
+            return Ok(Found::Initialising(
+                "a segment that vanished while we looked",
+            ))
+        }
         Err(e) => return Err(e),
     };
     if foreign_owner(seg_stat.uid, seg_stat.mode) {
@@ -126,7 +137,7 @@ pub(super) fn discover(key: IpcKey) -> Result<Found> {
         Err(Error::Sys { source, .. })
             if matches!(source.raw_os_error(), Some(libc::EINVAL | libc::EIDRM)) =>
         {
-            return Ok(Found::Initialising)
+            return Ok(Found::Initialising("a segment being removed"))
         }
         Err(e) => return Err(e),
     };
@@ -160,7 +171,9 @@ pub(super) fn discover(key: IpcKey) -> Result<Found> {
         };
         // A creator of ours writes the header right after it makes the segment.
         if age(seg_stat.change_time) < INIT_GRACE {
-            return Ok(Found::Initialising);
+            return Ok(Found::Initialising(
+                "a new set, not yet marked by its creator",
+            ));
         }
         if !signed_and_unused(key, id, &st)? || st.uid != euid() || seg_stat.uid != euid() {
             return Err(not_ours());
@@ -189,7 +202,9 @@ pub(super) fn discover(key: IpcKey) -> Result<Found> {
         // the processes still attached are on their way out; or a remover died
         // between the two removals, and then nobody is attached.
         if seg_stat.attached > 0 {
-            return Ok(Found::Initialising);
+            return Ok(Found::Initialising(
+                "a new segment whose creator has not written its header yet",
+            ));
         }
         if seg_stat.uid != euid() {
             return Err(not_ours_to_remove(None));
@@ -202,7 +217,7 @@ pub(super) fn discover(key: IpcKey) -> Result<Found> {
     };
     if st.otime == 0 {
         if age(st.ctime) < INIT_GRACE {
-            return Ok(Found::Initialising);
+            return Ok(Found::Initialising("a segment of ours without its semaphore set, still attached by a process (one on its way out, or stopped)"));
         }
         if seg_stat.uid != euid() || st.uid != euid() || waiters(key, semid)? > 0 {
             return Err(not_ours_to_remove(Some(semid)));
@@ -241,7 +256,7 @@ fn lone_set(key: IpcKey, id: i32, st: &semaphore::SetStat) -> Result<Found> {
     // A creator of ours is between its first calls (semget, then SETALL with the
     // signature, then shmget) for microseconds: a young set may still be one.
     if age(st.ctime) < INIT_GRACE {
-        return Ok(Found::Initialising);
+        return Ok(Found::Initialising("a set its creator has not opened yet"));
     }
     if !signed_and_unused(key, id, st)? {
         return Err(foreign("it does not carry our creator's signature"));

@@ -248,6 +248,15 @@ impl Session {
         Ok(self.segment().stat()?.attached <= 1)
     }
 
+    /// The owner's uid, if another user owns either object and we are not root (who
+    /// may remove anything).
+    fn owner_if_not_us(&self) -> Result<Option<u32>> {
+        let me = nix::unistd::geteuid().as_raw();
+        let (seg_uid, set_uid) = (self.segment().stat()?.uid, self.sems.stat()?.uid);
+        let other = [seg_uid, set_uid].into_iter().find(|&u| u != me);
+        Ok(other.filter(|_| me != 0))
+    }
+
     /// Refuses to remove stale objects that another user owns (a session shared with
     /// `--mode 666`): they are that user's to remove.
     fn check_ours_to_remove(&self) -> Result<()> {
@@ -326,11 +335,20 @@ impl Session {
                 && finished
                 && snap.state == Some(State::Ended)
                 && snap.readers_joined == 0;
+            let mut departure = Departure::Left;
             if others == 0 && !persisted {
                 // The explicit, named removal: nobody else is attached to the session
-                // and nothing in it is waiting for anyone.
-                self.remove_objects()?;
-                return Ok(Departure::Removed);
+                // and nothing in it is waiting for anyone. Only the owner (or root) may
+                // remove System V objects: a last one out of another user's session
+                // (shared with --mode 666) leaves them for their owner, whose next
+                // writer recovers them as stale.
+                match self.owner_if_not_us()? {
+                    None => {
+                        self.remove_objects()?;
+                        return Ok(Departure::Removed);
+                    }
+                    Some(owner) => departure = Departure::LeftToOwner(owner),
+                }
             }
             let mut ops = vec![SemOp::undo(self.role.count_member(), -1)];
             if self.ended.get() {
@@ -338,7 +356,7 @@ impl Session {
             }
             self.unlock_both(&ops)?;
             self.joined = false;
-            Ok(Departure::Left)
+            Ok(departure)
         })();
         if result.is_err() && self.joined {
             let _ = self.unlock_both(&[]);
@@ -396,7 +414,7 @@ pub enum Cleanup {
 pub fn remove_session(key: IpcKey, force: bool) -> Result<Cleanup> {
     match discover::discover(key)? {
         Found::Nothing => Ok(Cleanup::Nothing),
-        Found::Initialising => Err(Error::Conflict {
+        Found::Initialising(_) => Err(Error::Conflict {
             key,
             detail: "a writer is creating a session there right now".into(),
             remove_hint: None,

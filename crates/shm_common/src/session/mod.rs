@@ -126,6 +126,9 @@ pub enum Departure {
     Removed,
     /// The objects were already gone.
     AlreadyGone,
+    /// We were the last, but another user (this uid) owns the objects, and only the
+    /// owner may remove them: they stay for the owner's next writer to recover.
+    LeftToOwner(u32),
 }
 
 /// One process's membership in the session at a key. Dropping it without
@@ -166,6 +169,7 @@ impl Session {
     pub fn open(opts: &OpenOptions, note: &dyn Fn(String)) -> Result<Session> {
         let key = opts.key;
         let mut said_waiting = false;
+        let mut said_busy = false;
         let mut init_since: Option<Instant> = None;
         loop {
             if cancel::requested() {
@@ -197,18 +201,27 @@ impl Session {
                     }
                     std::thread::sleep(cancel::POLL);
                 }
-                Found::Initialising => {
+                Found::Initialising(what) => {
                     let since = *init_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > INIT_GRACE {
-                        // Look again next round: it reports Stale once the grace is over.
-                        init_since = None;
+                    // Creators and removers take microseconds; a state that lasts
+                    // longer than the grace is worth saying once (it may be a
+                    // stopped process, or a leftover only its owner can clear).
+                    if since.elapsed() > INIT_GRACE && !said_busy {
+                        note(format!("waiting at key {key}: {what}"));
+                        said_busy = true;
                     }
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 Found::Stale { shmid, semid, why } => {
                     if opts.role == Role::Reader && shmid.is_none() {
                         // A reader never removes what it cannot read; wait for a writer
-                        // to recover it.
+                        // to recover it, and say so once.
+                        if !said_busy {
+                            note(format!(
+                                "waiting at key {key}: {why}; the next writer recovers it"
+                            ));
+                            said_busy = true;
+                        }
                         std::thread::sleep(cancel::POLL);
                         continue;
                     }
