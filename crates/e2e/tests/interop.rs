@@ -2,97 +2,51 @@
 //! `make -C peers/c`) against the Rust binaries, byte for byte, in every pairing:
 //! Rust -> C, C -> Rust, C -> C.
 //!
-//! Harness functions used (deliberately few; the harness is being restructured):
-//! `bin`, `Proc` (`spawn`, `pid`, `wait`, `child`), `Finished`, `run_with_input`,
-//! `spawn_stdout_to`, `pseudo_random`, `big_temp_file` (its `path`), `files_equal`,
-//! `wait_until`, `TIMEOUT`. Everything else (keys, IPC peeks, temp paths) is local.
-//!
-//! Keys: this file's own `0x7e5PPNNN` (PP = low 8 bits of the pid, NNN a per-process
-//! counter), so it never meets the other suites' `0x7e0.....` keys. A key guard removes
-//! whatever is at its key when it is made and when it drops (also when a test fails);
-//! it is declared first in every test, so it drops last, after the processes (which
-//! `Proc` kills on drop).
+//! Keys: the interop range of the one allocator (`0x7e5xxxxx`, `shm_cli::keys`),
+//! each claimed by one test, everything at it removed when the test ends (also when
+//! it fails); the guard is declared first in every test, so it drops last, after the
+//! processes (which `Proc` kills on drop).
 //!
 //! If the C binaries are missing a test does not pass silently: under `CI=true` it
-//! fails naming `make -C peers/c`; otherwise it prints `SKIPPED: <test>: ...`.
-mod common;
-use common::{
-    big_temp_file, bin, files_equal, pseudo_random, run_with_input, spawn_stdout_to, wait_until,
-    Finished, Proc, TIMEOUT,
-};
+//! fails naming `make -C peers/c`; otherwise it is a recorded skip.
+mod support;
+use shm_cli::keys::Range;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+use support::*;
 
-// ---------------------------------------------------------------------------------
-// Keys and System V peeks (local, libc only)
-// ---------------------------------------------------------------------------------
-
-static KEYS: AtomicU32 = AtomicU32::new(0);
-
-/// A key `0x7e5PPNNN` for one test; everything at it is removed on creation and drop.
-struct Key {
-    raw: i32,
-}
+static SCRATCH: AtomicU32 = AtomicU32::new(0);
 
 const WRITERS: usize = 6;
 const READERS: usize = 7;
 
+/// A test's key, with the looks this suite takes at it.
+struct Key(TestKey);
+
 impl Key {
     fn new() -> Key {
-        let n = KEYS.fetch_add(1, Ordering::Relaxed) & 0xfff;
-        let pp = std::process::id() & 0xff;
-        let k = Key {
-            raw: (0x7e50_0000u32 | (pp << 12) | n) as i32,
-        };
-        k.remove_all();
-        k
+        Key(TestKey::in_range(Range::INTEROP))
     }
 
     fn arg(&self) -> String {
-        format!("0x{:08x}", self.raw as u32)
+        self.0.arg()
     }
 
     /// (shmid, semid) at the key, if there.
     fn objects(&self) -> (Option<i32>, Option<i32>) {
-        // SAFETY: plain lookups by key; flags 0 create nothing.
-        let shm = unsafe { libc::shmget(self.raw, 0, 0) };
-        // SAFETY: as above.
-        let sem = unsafe { libc::semget(self.raw, 0, 0) };
-        ((shm >= 0).then_some(shm), (sem >= 0).then_some(sem))
+        let k = self.0.key;
+        (
+            shm_common::segment::find(k).ok().flatten(),
+            shm_common::semaphore::find(k).ok().flatten(),
+        )
     }
 
-    /// The nine semaphore values, if a 9-member set is at the key.
+    /// The nine semaphore values, if one of our sets is at the key.
     fn sems(&self) -> Option<Vec<u16>> {
-        let id = self.objects().1?;
-        // SAFETY: semid_ds is plain data; IPC_STAT writes one through the pointer.
-        let mut ds: libc::semid_ds = unsafe { std::mem::zeroed() };
-        // SAFETY: valid pointer to a semid_ds for IPC_STAT.
-        if unsafe { libc::semctl(id, 0, libc::IPC_STAT, &mut ds as *mut libc::semid_ds) } < 0
-            || ds.sem_nsems != 9
-        {
-            return None;
-        }
-        let mut v = vec![0u16; 9];
-        // SAFETY: GETALL writes nsems (9, checked) unsigned shorts.
-        if unsafe { libc::semctl(id, 0, libc::GETALL, v.as_mut_ptr()) } < 0 {
-            return None;
-        }
-        Some(v)
-    }
-
-    fn remove_all(&self) {
-        let (shm, sem) = self.objects();
-        if let Some(id) = sem {
-            // SAFETY: IPC_RMID takes no fourth argument.
-            unsafe { libc::semctl(id, 0, libc::IPC_RMID) };
-        }
-        if let Some(id) = shm {
-            // SAFETY: IPC_RMID with a null buffer.
-            unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
-        }
+        sem_values(self.0.key)
     }
 
     fn assert_clean(&self, ctx: &str) {
@@ -105,18 +59,12 @@ impl Key {
     }
 }
 
-impl Drop for Key {
-    fn drop(&mut self) {
-        self.remove_all();
-    }
-}
-
 /// A scratch file path, removed on drop.
 struct Scratch(PathBuf);
 
 impl Scratch {
     fn new(tag: &str) -> Scratch {
-        let n = KEYS.fetch_add(1, Ordering::Relaxed);
+        let n = SCRATCH.fetch_add(1, Ordering::Relaxed);
         Scratch(std::env::temp_dir().join(format!("shm-interop-{}-{n}-{tag}", std::process::id())))
     }
     fn file(&self) -> std::fs::File {
@@ -155,8 +103,8 @@ fn c_dir() -> PathBuf {
 }
 
 /// The gate every test passes first: `false` (after saying so) if the C peer is not
-/// built; a failure instead under `CI=true`.
-fn c_peer_built(test: &str) -> bool {
+/// built; a failure instead under `CI=true` (support::skip).
+fn c_peer_built(_test: &str) -> bool {
     let dir = c_dir();
     let missing: Vec<String> = ["c-writer", "c-reader"]
         .iter()
@@ -167,14 +115,13 @@ fn c_peer_built(test: &str) -> bool {
     if missing.is_empty() {
         return true;
     }
-    let msg = format!(
-        "{test}: the C peer is not built ({} missing): run `make -C peers/c`",
-        missing.join(", ")
+    skip(
+        &format!(
+            "the C peer is not built ({} missing): run `make -C peers/c` (make test does)",
+            missing.join(", ")
+        ),
+        "the C peer",
     );
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED: {msg}");
     false
 }
 
@@ -254,7 +201,7 @@ fn transfer(wl: Lang, rl: Lang, order: Order, input: &Input<'_>, geometry: &[&st
             }
             Input::Pipe(data) => {
                 let mut p = Proc::spawn(cmd, Stdio::piped());
-                let mut stdin = p.child.stdin.take().expect("piped stdin");
+                let mut stdin = p.hold_stdin().expect("piped stdin");
                 let data = data.to_vec();
                 let feeder = std::thread::spawn(move || {
                     let _ = stdin.write_all(&data);
@@ -265,7 +212,7 @@ fn transfer(wl: Lang, rl: Lang, order: Order, input: &Input<'_>, geometry: &[&st
     };
     let (w, feeder, r) = match order {
         Order::ReaderFirst => {
-            let mut r = spawn_stdout_to(reader(rl, &key), Stdio::null(), out.file());
+            let mut r = Proc::spawn_to_file(reader(rl, &key), Stdio::null(), out.file());
             // A waiting reader polls every 100 ms and creates nothing.
             std::thread::sleep(Duration::from_millis(150));
             assert!(
@@ -286,7 +233,7 @@ fn transfer(wl: Lang, rl: Lang, order: Order, input: &Input<'_>, geometry: &[&st
             wait_until(TIMEOUT, "the writer to create the session", || {
                 key.sems().is_some_and(|v| v[WRITERS] >= 1)
             });
-            let r = spawn_stdout_to(reader(rl, &key), Stdio::null(), out.file());
+            let r = Proc::spawn_to_file(reader(rl, &key), Stdio::null(), out.file());
             (w, f, r)
         }
     };
@@ -449,7 +396,7 @@ fn persist_flow(wl: Lang, rl: Lang) {
         "{ctx}: nobody is live now"
     );
     let out = Scratch::new("persist");
-    let rf = spawn_stdout_to(reader(rl, &key), Stdio::null(), out.file()).wait(TIMEOUT);
+    let rf = Proc::spawn_to_file(reader(rl, &key), Stdio::null(), out.file()).wait(TIMEOUT);
     ok(&rf, &format!("{ctx}: reader"));
     assert!(
         rf.stderr.contains("removed the segment and semaphore set"),
@@ -530,12 +477,12 @@ fn shared_lines(creator: Lang, joiner: Lang, rl: Lang) {
     let out = Scratch::new("lines");
     let mut rcmd = reader(rl, &key);
     rcmd.arg("--tag");
-    let r = spawn_stdout_to(rcmd, Stdio::null(), out.file());
+    let r = Proc::spawn_to_file(rcmd, Stdio::null(), out.file());
     let spawn = |l: Lang, first: &[u8], rest: &[u8]| {
         let mut c = writer(l, &key);
         c.arg("--lines");
         let mut p = Proc::spawn(c, Stdio::piped());
-        let stdin = p.child.stdin.take().expect("stdin");
+        let stdin = p.hold_stdin().expect("stdin");
         let (go, feeder) = staged_feeder(stdin, first.to_vec(), rest.to_vec());
         (p, go, feeder)
     };
@@ -620,7 +567,7 @@ fn lines_rust_and_c_writers_share_a_session_with_a_rust_reader() {
 /// fault lands mid-stream; the feeder stops when the pipe breaks.
 fn throttled_writer(cmd: Command, data: Vec<u8>) -> (Proc, std::thread::JoinHandle<()>) {
     let mut p = Proc::spawn(cmd, Stdio::piped());
-    let mut stdin = p.child.stdin.take().expect("stdin");
+    let mut stdin = p.hold_stdin().expect("stdin");
     let t = std::thread::spawn(move || {
         for piece in data.chunks(16 << 10) {
             if stdin.write_all(piece).is_err() {
@@ -650,7 +597,7 @@ fn kill9_mid_stream(wl: Lang, rl: Lang, victim: Victim) {
     let out = Scratch::new("k9");
     let mut wcmd = writer(wl, &key);
     wcmd.args(RING);
-    let mut r = spawn_stdout_to(reader(rl, &key), Stdio::null(), out.file());
+    let mut r = Proc::spawn_to_file(reader(rl, &key), Stdio::null(), out.file());
     let (mut w, feeder) = throttled_writer(wcmd, data.clone());
     wait_until(TIMEOUT, "the stream to flow", || out.len() >= 256 << 10);
     let t0 = Instant::now();
@@ -742,7 +689,7 @@ fn stale_recovery(old: Lang, new: Lang) {
     let out = Scratch::new("stale");
     let mut wcmd = writer(old, &key);
     wcmd.args(RING);
-    let mut r = spawn_stdout_to(reader(old, &key), Stdio::null(), out.file());
+    let mut r = Proc::spawn_to_file(reader(old, &key), Stdio::null(), out.file());
     let (mut w, feeder) = throttled_writer(wcmd, pseudo_random(16 << 20, 0x57a1e));
     wait_until(TIMEOUT, "the stream to flow", || out.len() >= 128 << 10);
     // Both at once: the reader first (a writer does not look for dead readers while
@@ -766,7 +713,7 @@ fn stale_recovery(old: Lang, new: Lang) {
     let data = pseudo_random(1 << 20, 0x2ec0);
     let out2 = Scratch::new("stale2");
     let mut p = Proc::spawn(writer(new, &key), Stdio::piped());
-    let mut stdin = p.child.stdin.take().expect("stdin");
+    let mut stdin = p.hold_stdin().expect("stdin");
     let feed = data.clone();
     let f = std::thread::spawn(move || {
         let _ = stdin.write_all(&feed);
@@ -775,7 +722,7 @@ fn stale_recovery(old: Lang, new: Lang) {
         key.objects().1.is_some_and(|id| id != old_sem)
             && key.sems().is_some_and(|v| v[WRITERS] == 1)
     });
-    let rf = spawn_stdout_to(reader(old, &key), Stdio::null(), out2.file()).wait(TIMEOUT);
+    let rf = Proc::spawn_to_file(reader(old, &key), Stdio::null(), out2.file()).wait(TIMEOUT);
     let wf = p.wait(TIMEOUT);
     f.join().expect("feeder");
     ok(&wf, &format!("{ctx}: new writer"));
@@ -882,18 +829,6 @@ fn bad_command_lines_give_the_same_exit_codes() {
             key.assert_clean(&format!("{role} {args:?}"));
         }
     }
-    // No --key and no usable HOME: exit 2 from both.
-    for role in ["writer", "reader"] {
-        let codes: Vec<Option<i32>> = [Lang::Rust, Lang::C]
-            .iter()
-            .map(|&l| {
-                let mut c = Command::new(program(l, role));
-                c.env_remove("HOME");
-                run_with_input(c, b"", TIMEOUT).code()
-            })
-            .collect();
-        assert_eq!(codes, vec![Some(2), Some(2)], "{role} without HOME");
-    }
 }
 
 /// A byte-stream session has one writer and one reader: a second of either, in the
@@ -926,7 +861,7 @@ fn second_writer_or_reader_of_a_byte_stream_gets_exit_3_across_languages() {
             assert!(f.stderr.contains("byte-stream"), "{ctx}: {}", f.stderr);
         }
         let out = Scratch::new("conflict");
-        let r = spawn_stdout_to(reader(first, &key), Stdio::null(), out.file());
+        let r = Proc::spawn_to_file(reader(first, &key), Stdio::null(), out.file());
         wait_until(TIMEOUT, "the reader to join", || {
             key.sems().is_some_and(|v| v[READERS] == 1)
         });
@@ -953,16 +888,13 @@ fn foreign_segment_is_refused_with_exit_3_by_both_languages() {
         return;
     }
     let key = Key::new();
-    // SAFETY: creates a fresh 10000-byte segment at our own test key.
-    let id = unsafe { libc::shmget(key.raw, 10_000, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
-    assert!(id >= 0, "shmget");
-    // SAFETY: attach the segment we just created, write a few bytes, detach.
-    unsafe {
-        let p = libc::shmat(id, std::ptr::null(), 0);
-        assert!(p as isize != -1, "shmat");
-        std::ptr::copy_nonoverlapping(b"not a ring".as_ptr(), p.cast::<u8>(), 10);
-        libc::shmdt(p);
-    }
+    // Someone else's: 10000 bytes that start with their own data.
+    let seg = shm_common::segment::Segment::create_exclusive(key.0.key, 10_000, 0o600)
+        .expect("shmget")
+        .expect("the key is free");
+    seg.write_bytes(0, b"not a ring").expect("write");
+    let id = seg.id();
+    drop(seg);
     for lang in [Lang::Rust, Lang::C] {
         for role in ["writer", "reader"] {
             let mut c = Command::new(program(lang, role));
@@ -992,8 +924,9 @@ fn c_peer_signals_give_130_and_a_clean_departure() {
         return;
     }
     let signal = |p: &Proc, sig: i32| {
-        // SAFETY: a signal to our own child, by pid.
-        unsafe { libc::kill(p.pid(), sig) };
+        if let Ok(sig) = Signal::try_from(sig) {
+            p.signal(sig);
+        }
     };
     // A C reader waiting for a writer that never comes: 130, nothing created.
     let key = Key::new();
@@ -1016,7 +949,7 @@ fn c_peer_signals_give_130_and_a_clean_departure() {
             Victim::Reader => (Lang::Rust, Lang::C),
         };
         let out = Scratch::new("sig");
-        let r = spawn_stdout_to(reader(rl, &key), Stdio::null(), out.file());
+        let r = Proc::spawn_to_file(reader(rl, &key), Stdio::null(), out.file());
         let mut w = Proc::spawn(writer(wl, &key), Stdio::piped());
         let stdin = w.child.stdin.take().expect("stdin");
         // The first part flows, then the writer waits for more input.
