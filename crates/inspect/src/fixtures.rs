@@ -121,3 +121,19 @@ pub fn killed(mut r: Report) -> Report {
     }
     r
 }
+
+/// The segment's `IPC_STAT`, to change.
+pub fn seg_stat(r: &mut Report) -> &mut SegmentStat {
+    r.segment
+        .as_mut()
+        .and_then(|s| s.stat.as_mut())
+        .expect("a segment with its stat")
+}
+
+/// The set's `IPC_STAT`, to change.
+pub fn set_stat(r: &mut Report) -> &mut SetStat {
+    r.semset
+        .as_mut()
+        .and_then(|s| s.stat.as_mut())
+        .expect("a set with its stat")
+}

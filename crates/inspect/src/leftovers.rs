@@ -87,13 +87,7 @@ pub fn judge(r: &Report) -> Option<Leftover> {
     let older_than_grace = |t: i64| now.saturating_sub(t) >= INIT_GRACE.as_secs() as i64;
     let shmid = r.segment.as_ref().map(|s| s.shmid);
     let semid = r.semset.as_ref().map(|s| s.semid);
-    let abandoned = |why| {
-        Some(Leftover::Abandoned {
-            why,
-            shmid,
-            semid,
-        })
-    };
+    let abandoned = |why| Some(Leftover::Abandoned { why, shmid, semid });
     // Attaches by others than this inspector (watch mode keeps one of its own).
     let others_attached = match &r.segment {
         Some(s) => {
@@ -164,7 +158,7 @@ fn now_secs() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{killed, now, session, set};
+    use crate::fixtures::{killed, now, seg_stat, session, set, set_stat};
 
     fn judged(r: &Report) -> Option<String> {
         judge(r).map(|l| l.note(r.key))
@@ -195,14 +189,14 @@ mod tests {
         assert_eq!(judge(&r), None);
         // Attached, mutexes free, the set operated on just now.
         let mut r = killed(session(16, 3));
-        r.segment.as_mut().and_then(|s| s.stat.as_mut()).map(|s| s.attached = 1);
-        r.semset.as_mut().and_then(|s| s.stat.as_mut()).map(|s| s.otime = now());
+        seg_stat(&mut r).attached = 1;
+        set_stat(&mut r).otime = now();
         assert_eq!(judge(&r), None);
         // The inspector's own attach does not count.
         let mut r = killed(session(16, 3));
+        seg_stat(&mut r).attached = 1;
         if let Some(s) = &mut r.segment {
             s.self_attached = true;
-            s.stat.as_mut().map(|st| st.attached = 1);
         }
         assert!(matches!(judge(&r), Some(Leftover::Abandoned { .. })));
     }
@@ -232,12 +226,10 @@ mod tests {
         r.header = None;
         r.ring = None;
         r.verdict = Verdict::Incomplete;
-        r.semset.as_mut().and_then(|s| s.stat.as_mut()).map(|s| {
-            s.otime = 0;
-            s.ctime = now();
-        });
+        set_stat(&mut r).otime = 0;
+        set_stat(&mut r).ctime = now();
         assert_eq!(judge(&r), None);
-        r.semset.as_mut().and_then(|s| s.stat.as_mut()).map(|s| s.ctime = now() - 5);
+        set_stat(&mut r).ctime = now() - 5;
         let lo = judge(&r).expect("abandoned");
         assert_eq!(lo.ipcrm().as_deref(), Some("ipcrm -s 22"));
         // A segment without its set: gone once nobody is attached.
@@ -246,8 +238,11 @@ mod tests {
         r.ring = None;
         r.verdict = Verdict::Incomplete;
         assert_eq!(judge(&r), None, "two processes still attached");
-        r.segment.as_mut().and_then(|s| s.stat.as_mut()).map(|s| s.attached = 0);
-        assert_eq!(judge(&r).and_then(|l| l.ipcrm()).as_deref(), Some("ipcrm -m 11"));
+        seg_stat(&mut r).attached = 0;
+        assert_eq!(
+            judge(&r).and_then(|l| l.ipcrm()).as_deref(),
+            Some("ipcrm -m 11")
+        );
         // Someone else's objects are never ours to remove.
         r.verdict = Verdict::Foreign;
         assert_eq!(judge(&r), None);
