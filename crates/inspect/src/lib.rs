@@ -5,6 +5,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod board;
+pub mod cells;
 #[cfg(test)]
 mod fixtures;
 pub mod json;
@@ -12,6 +14,7 @@ pub mod leftovers;
 pub mod page;
 pub mod plain;
 pub mod race;
+pub mod terminal;
 pub mod waits;
 pub mod watch;
 
