@@ -268,7 +268,7 @@ pub fn board(r: &Report, l: &Layout) -> Vec<Line> {
             match (b.kind, &picture) {
                 (Kind::Ring, Some(p)) => b.lines = ring_rows(p, label),
                 (Kind::HeadTail, Some(p)) => {
-                    b.lines = vec![head_tail(g.head, g.tail, p.scale, compact)]
+                    b.lines = vec![head_tail(g.head, g.tail, p.scale, compact, cols)]
                 }
                 (Kind::Legend, Some(p)) => b.lines = vec![legend(p.scale, compact)],
                 _ => {}
@@ -324,10 +324,12 @@ fn title(r: &Report, l: &Layout, leftover: Option<&Leftover>) -> Line {
                     m[usize::from(sem::READERS)].value,
                 );
                 let s = |n: i32| if n == 1 { "" } else { "s" };
-                let live = if compact {
-                    " - live".to_string()
-                } else {
-                    format!(" - live: {w} writer{}, {rd} reader{}", s(w), s(rd))
+                let live = match (w + rd, compact) {
+                    // Between a peer's steps (joining, leaving), or about to be
+                    // judged abandoned.
+                    (0, _) => " - no writer or reader".to_string(),
+                    (_, true) => " - live".to_string(),
+                    (_, false) => format!(" - live: {w} writer{}, {rd} reader{}", s(w), s(rd)),
                 };
                 line = line.push(live, Tone::Plain);
             }
@@ -367,16 +369,22 @@ fn ring_rows(p: &Picture, label: usize) -> Vec<Line> {
     v
 }
 
-fn head_tail(head: u32, tail: u32, scale: u32, compact: bool) -> Line {
-    let mut t = if compact {
+fn head_tail(head: u32, tail: u32, scale: u32, compact: bool, cols: usize) -> Line {
+    let t = if compact {
         format!("H=HEAD {head}  T=TAIL {tail}")
     } else {
         format!("H = HEAD {head} (next to write)   T = TAIL {tail} (next to read)")
     };
-    if scale > 1 {
-        t += &format!("   1 cell = {scale} slots");
-    }
-    Line::default().push(t, Tone::Plain)
+    let says = if scale > 1 {
+        vec![
+            format!("{t}   1 cell = {scale} slots"),
+            format!("{t}  {scale} slots/cell"),
+            format!("{t} /{scale}"),
+        ]
+    } else {
+        vec![t]
+    };
+    Line::default().push(first_fit(&says, cols), Tone::Plain)
 }
 
 fn legend(scale: u32, compact: bool) -> Line {
