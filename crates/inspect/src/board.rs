@@ -838,6 +838,18 @@ mod tests {
     }
 
     #[test]
+    fn tiny_terminals_get_what_fits_and_no_panic() {
+        for r in [session(1024, 5), killed(session(16, 16))] {
+            for (cols, rows) in [(0, 0), (1, 1), (10, 3), (80, 1), (5, 40)] {
+                let l = layout(cols, rows);
+                fits(&board(&r, &l), &l);
+            }
+        }
+        let t = text(&board(&session(16, 5), &layout(80, 1)));
+        assert!(t.starts_with("key 0x7e2f0001: ours"), "{t}");
+    }
+
+    #[test]
     fn the_important_lines_come_first() {
         let mut r = session(1024, 1024);
         set(&mut r, sem::READ_MUTEX, 0);

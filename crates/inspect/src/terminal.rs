@@ -83,33 +83,47 @@ impl Screen {
         if full || self.shown.len() != rows {
             self.shown = vec![None; rows];
         }
-        queue!(self.out, BeginSynchronizedUpdate)?;
-        for y in 0..rows {
+        let changed: Vec<usize> = (0..rows)
+            .filter(|&y| full || self.shown[y].as_ref() != lines.get(y))
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        // Built whole, then written at once: one write(2) per frame.
+        let mut buf = Vec::with_capacity(4096);
+        queue!(buf, BeginSynchronizedUpdate)?;
+        for y in changed {
             let want = lines.get(y);
-            if self.shown[y].as_ref() == want && !(full && want.is_none()) {
-                continue;
-            }
             let row = u16::try_from(y).unwrap_or(u16::MAX);
-            queue!(self.out, MoveTo(0, row))?;
+            queue!(buf, MoveTo(0, row))?;
             match want {
                 Some(line) => {
+                    // Each row starts and ends with plain attributes; a change of
+                    // tone is one reset and the new style.
+                    let mut tone = Tone::Plain;
                     for s in &line.spans {
-                        style(&mut self.out, s.tone)?;
-                        queue!(self.out, Print(&s.text))?;
+                        if s.tone != tone {
+                            style(&mut buf, s.tone)?;
+                            tone = s.tone;
+                        }
+                        queue!(buf, Print(&s.text))?;
                     }
-                    queue!(self.out, SetAttribute(Attribute::Reset), ResetColor)?;
+                    if tone != Tone::Plain {
+                        style(&mut buf, Tone::Plain)?;
+                    }
                     // A line as wide as the terminal leaves the cursor in the last
                     // column, where clearing would erase that column's character:
                     // such a line needs no clearing anyway.
                     if line.width() < cols {
-                        queue!(self.out, Clear(ClearType::UntilNewLine))?;
+                        queue!(buf, Clear(ClearType::UntilNewLine))?;
                     }
                 }
-                None => queue!(self.out, Clear(ClearType::CurrentLine))?,
+                None => queue!(buf, Clear(ClearType::CurrentLine))?,
             }
             self.shown[y] = want.cloned();
         }
-        queue!(self.out, EndSynchronizedUpdate)?;
+        queue!(buf, EndSynchronizedUpdate)?;
+        self.out.write_all(&buf)?;
         self.out.flush()
     }
 
@@ -186,7 +200,7 @@ fn install_panic_hook() {
     });
 }
 
-fn style(out: &mut io::Stdout, tone: Tone) -> io::Result<()> {
+fn style(out: &mut impl Write, tone: Tone) -> io::Result<()> {
     queue!(out, SetAttribute(Attribute::Reset), ResetColor)?;
     match tone {
         Tone::Plain => Ok(()),
