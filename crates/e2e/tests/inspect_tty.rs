@@ -331,3 +331,57 @@ fn killed_peers_leave_an_abandoned_session_named_with_its_removal_command() {
     assert_eq!(code, Some(0), "{ipcrm}: {err}");
     k.assert_clean();
 }
+
+/// The bytes on the terminal (a pseudo-terminal from util-linux `script`, sized
+/// 80x24 with `stty`): the view enters the alternate screen, clears it once, then
+/// redraws in place, never clearing the screen again (the old watch sent
+/// `ESC[H ESC[2J` every refresh, a copy per refresh in the scrollback), and `q`
+/// leaves the alternate screen and shows the cursor again, exit 0.
+#[test]
+fn redraws_in_place_on_the_alternate_screen() {
+    if !require_script("run shm-inspect --watch on a pseudo-terminal") {
+        return;
+    }
+    let k = TestKey::in_range(Range::INSPECT);
+    let cmd = format!(
+        "stty rows 24 cols 80; {} --key {} --watch 0.05; echo EXIT=$?",
+        bin("shm-inspect").display(),
+        k.arg()
+    );
+    let mut c = Command::new("script");
+    c.args(["-qfec", &cmd, "/dev/null"]);
+    let mut p = Proc::spawn(c, Stdio::piped());
+    // A few looks: every redraw is framed by a synchronized update.
+    let frames = |o: &[u8]| String::from_utf8_lossy(o).matches("\x1b[?2026h").count();
+    p.wait_stdout(SOON, "the first frame", |o| frames(o) >= 1);
+    // Something changes on the screen (the segment appears), so it is redrawn.
+    let ws = shm_common::segment::Segment::create_exclusive(k.key, 8192, 0o600)
+        .expect("shmget")
+        .expect("a free key");
+    p.wait_stdout(SOON, "a redraw", |o| frames(o) >= 2);
+    drop(ws);
+    p.feed(b"q");
+    let f = p.wait(SOON);
+    assert_ok(&f, "script");
+    let out = String::from_utf8_lossy(&f.stdout);
+    assert!(out.contains("EXIT=0"), "{out:?}");
+    let enter = out
+        .find("\x1b[?1049h")
+        .expect("entered the alternate screen");
+    let leave = out.rfind("\x1b[?1049l").expect("left the alternate screen");
+    assert!(enter < leave, "{out:?}");
+    assert_eq!(
+        out.matches("\x1b[2J").count(),
+        1,
+        "cleared more than once: {out:?}"
+    );
+    assert!(!out.contains("\x1b[H\x1b[2J"), "{out:?}");
+    let view = &out[enter..leave];
+    assert!(view.contains(&format!("key {}: ", k.arg())), "{view:?}");
+    assert!(
+        view.contains("foreign") || view.contains("incomplete"),
+        "{view:?}"
+    );
+    // The cursor, hidden while the view was drawn, is shown again.
+    assert!(out.rfind("\x1b[?25h") > out.rfind("\x1b[?25l"), "{out:?}");
+}
