@@ -64,6 +64,8 @@ impl Tmux {
         c.args(["-L", &self.socket, "-f", "/dev/null"])
             .args(args)
             .env("TERM", "xterm-256color")
+            // Run from inside tmux, the test's server is still its own.
+            .env_remove("TMUX")
             .stdin(Stdio::null());
         let f = run(c, SOON);
         std::process::Output {
