@@ -316,22 +316,110 @@ fn a_small_zeroed_segment_is_foreign() {
     assert!(header.contains("smaller than our header"), "{header}");
 }
 
+/// Standard output is not a terminal (a pipe here): `--watch` prints the plain
+/// format once per interval, an empty line after each, and no escape codes, until
+/// Ctrl-C (SIGINT), and exits 0. (On a terminal: `inspect_tty.rs`.)
 #[test]
 fn watch_redraws_until_ctrl_c() {
     let guard = inspector_key();
     let mut c = std::process::Command::new(bin("shm-inspect"));
     c.args(["--key", &guard.arg(), "--watch", "0.1"]);
     let mut p = Proc::spawn(c, std::process::Stdio::null());
-    // Two redraws, then Ctrl-C.
-    p.wait_stdout(SOON, "two redraws", |o| {
-        String::from_utf8_lossy(o).matches("\x1b[H\x1b[2J").count() >= 2
-    });
+    let looks = |o: &[u8]| {
+        String::from_utf8_lossy(o)
+            .matches("verdict: nothing\n")
+            .count()
+    };
+    p.wait_stdout(SOON, "two looks", |o| looks(o) >= 2);
     p.signal(Signal::SIGINT);
     let o = p.wait(Duration::from_secs(10));
     assert_eq!(o.code(), Some(0), "exit {:?}: {}", o.status, o.stderr);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.matches("\x1b[H\x1b[2J").count() >= 2, "{out}");
-    assert!(out.contains(&format!("key {}: nothing", guard.key)));
+    assert!(looks(&o.stdout) >= 2, "{out}");
+    assert!(!out.contains('\x1b'), "escape codes on a pipe: {out:?}");
+    // Each look is the plain format, then an empty line.
+    for record in out.split_terminator("\n\n") {
+        check_grammar(record);
+        assert_eq!(
+            line(record, "key:"),
+            Some(format!("key: {}", guard.key).as_str())
+        );
+    }
+    assert!(out.ends_with("\n\n"), "{out:?}");
+}
+
+/// A stopped peer is `state=stopped` in the plain format and `"state":"stopped"`
+/// in JSON (added after `alive`, which stays `yes`), with a note saying how to
+/// resume it.
+#[test]
+fn a_stopped_reader_is_shown_as_stopped() {
+    let guard = inspector_key();
+    let mut w = guard.writer();
+    w.args(["--slots", "8", "--slot-size", "4K"]);
+    let _writer = Proc::spawn(w, std::process::Stdio::piped());
+    let reader = Proc::spawn(guard.reader(), std::process::Stdio::null());
+    let key = guard.key;
+    wait_until(SOON, "the reader to join", || {
+        sem_value(key, shm_common::layout::sem::READERS) == Some(1)
+    });
+    reader.signal(Signal::SIGSTOP);
+    wait_until(SOON, "the reader to stop", || {
+        proc_state(reader.pid()) == Some('T')
+    });
+    let text = inspect(&guard.arg(), &["--plain"]);
+    check_grammar(&text);
+    let pid = reader.pid().to_string();
+    let peer = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("peer: ").map(|_| pairs(l)))
+        .find(|p| p.get("pid") == Some(&pid))
+        .unwrap_or_else(|| panic!("no peer line for the reader:\n{text}"));
+    assert_eq!(peer["role"], "reader");
+    assert_eq!(peer["alive"], "yes");
+    assert_eq!(peer["state"], "stopped", "{text}");
+    assert!(
+        text.contains(&format!("note: reader pid {pid} is stopped")),
+        "{text}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&inspect(&guard.arg(), &["--json"])).expect("json");
+    let peers = v["header"]["peers"].as_array().expect("peers");
+    let states: Vec<(&str, &str)> = peers
+        .iter()
+        .filter_map(|p| Some((p["role"].as_str()?, p["state"].as_str()?)))
+        .collect();
+    assert_eq!(states, [("writer", "running"), ("reader", "stopped")]);
+    reader.signal(Signal::SIGCONT);
+}
+
+/// Writer and reader killed with -9: the objects stay, nobody can use them, and
+/// the note names the command that removes them (which works).
+#[test]
+fn an_abandoned_session_names_its_removal_command() {
+    let guard = inspector_key();
+    let key = guard.key;
+    let mut w = guard.writer();
+    w.args(["--slots", "8", "--slot-size", "4K"]);
+    let mut writer = Proc::spawn(w, std::process::Stdio::piped());
+    let mut reader = Proc::spawn(guard.reader(), std::process::Stdio::null());
+    wait_until(SOON, "writer and reader to join", || {
+        sem_value(key, shm_common::layout::sem::READERS) == Some(1)
+            && sem_value(key, shm_common::layout::sem::WRITERS) == Some(1)
+    });
+    writer.kill9(SOON);
+    reader.kill9(SOON);
+    let text = inspect(&guard.arg(), &["--plain"]);
+    let shmid = pairs(line(&text, "segment:").expect("segment"))["shmid"].clone();
+    let semid = pairs(line(&text, "semset:").expect("semset"))["semid"].clone();
+    let cmd = format!("ipcrm -m {shmid} -s {semid}");
+    let note = format!(
+        "note: abandoned: nobody uses these objects (no writer or reader is left: WRITERS = READERS = 0); remove them with: {cmd} (or: writer --remove --key {key})"
+    );
+    assert!(text.lines().any(|l| l == note), "{text}");
+    assert!(text.contains("state=gone"), "{text}");
+    let (code, _, err) = bash(&cmd);
+    assert_eq!(code, Some(0), "{cmd}: {err}");
+    guard.assert_clean();
 }
 
 /// Removes everything at `key` (the test's own key): sleepers wake with EIDRM.

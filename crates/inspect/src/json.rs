@@ -71,6 +71,8 @@ struct Peer {
     role: String,
     id: u32,
     alive: bool,
+    /// `running`, `stopped` or `gone` (added after `alive`, which stays).
+    state: &'static str,
 }
 
 #[derive(Serialize)]
@@ -162,6 +164,7 @@ pub fn json(r: &Report) -> String {
                     role: role_name(p.role),
                     id: p.id,
                     alive: p.alive,
+                    state: crate::peer_state(p),
                 })
                 .collect(),
         }),

@@ -29,10 +29,17 @@ struct Args {
     /// Print the stable `name: k=v` text format even on a terminal.
     #[arg(long, conflicts_with_all = ["json", "watch"])]
     plain: bool,
-    /// Redraw every SECS seconds (default 0.5) until Ctrl-C.
+    /// Look again every SECS seconds (default 0.5) until q or Ctrl-C: a live view
+    /// fitted to the terminal (on the alternate screen), or, when standard output is
+    /// not a terminal, the plain format once per interval.
     #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "0.5")]
     watch: Option<f64>,
-    /// Ring cells per row in the terminal picture.
+    /// The --watch view in one column, as on a half-width pane (chosen by itself
+    /// below 60 columns).
+    #[arg(long, requires = "watch")]
+    compact: bool,
+    /// Ring cells per row in the terminal picture (at most, in --watch: a narrow
+    /// terminal gets fewer).
     #[arg(long, default_value_t = 64)]
     width: usize,
 }
@@ -41,6 +48,8 @@ const AFTER_HELP: &str = "\
 Output:
   on a terminal, a readable page with the ring drawn as one cell per slot
   (. free, # filled, w being written, r being read; H = HEAD, T = TAIL);
+  with --watch, a live view that fits the terminal (a big ring is drawn one cell
+  per 2, 4, 8... slots; : marks a cell with free and filled slots); q quits;
   otherwise (or with --plain) a stable text format, one `name: k=v ...` record per
   line and one `sem NAME value=.. pid=.. ncnt=.. zcnt=..` line per semaphore.
   The `verdict:` line says what is at the key: nothing, ours, foreign, incomplete
@@ -77,14 +86,22 @@ fn run(args: &Args) -> shm_common::Result<()> {
             });
         }
         signals::install()?;
-        watch::watch(
-            key,
-            Duration::from_secs_f64(secs),
-            args.width,
-            &mut out,
-            &shm_common::cancel::requested,
-        )
-        .map_err(io)?;
+        let opts = watch::Options {
+            interval: Duration::from_secs_f64(secs),
+            interval_secs: secs,
+            compact: args.compact,
+            max_cells: args.width,
+        };
+        let stop = &shm_common::cancel::requested;
+        if std::io::stdout().is_terminal() {
+            drop(out);
+            watch::on_terminal(key, &opts, stop).map_err(|e| shm_common::Error::Io {
+                what: "drawing on the terminal".into(),
+                source: e,
+            })?;
+        } else {
+            watch::plain_lines(key, &opts, &mut out, stop).map_err(io)?;
+        }
         return Ok(());
     }
     let report = look_once(key);

@@ -80,7 +80,7 @@ pub fn page(r: &Report, width: usize) -> String {
                 p.index,
                 p.pid,
                 role_name(p.role),
-                if p.alive { "alive" } else { "gone" }
+                crate::peer_state(p)
             );
         }
     } else if let Some(why) = &r.header_problem {

@@ -48,12 +48,13 @@ pub fn plain(r: &Report) -> String {
         for p in &h.peers {
             let _ = writeln!(
                 o,
-                "peer: index={} pid={} role={} id={} alive={}",
+                "peer: index={} pid={} role={} id={} alive={} state={}",
                 p.index,
                 p.pid,
                 role_name(p.role),
                 p.id,
-                yes(p.alive)
+                yes(p.alive),
+                crate::peer_state(p)
             );
         }
     } else if let Some(why) = &r.header_problem {

@@ -28,7 +28,7 @@ use crate::key::IpcKey;
 use crate::layout::{self, sem};
 use crate::segment::{self, Segment};
 use crate::semaphore::{self, Query};
-use crate::session::process_alive;
+use crate::session::{process_alive, process_stopped};
 
 mod model;
 
@@ -294,6 +294,7 @@ impl HeaderInfo {
                 role,
                 id,
                 alive: pid > 0 && process_alive(pid),
+                stopped: pid > 0 && process_stopped(pid),
             })
             .collect();
         HeaderInfo {

@@ -59,6 +59,9 @@ pub struct Peer {
     pub id: u32,
     /// Whether `kill(pid, 0)` finds the process.
     pub alive: bool,
+    /// Whether it is stopped (Ctrl-Z, SIGSTOP, a debugger: state `T` or `t` in
+    /// /proc/PID/stat): alive, but making no progress until continued.
+    pub stopped: bool,
 }
 
 /// Our header, field by field (read only when the magic and version are ours).
