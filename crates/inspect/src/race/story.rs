@@ -1,0 +1,419 @@
+//! One concrete example of what went wrong: the first damage the reader caught, the
+//! lost update of `count` that caused it, and the interleaving of the two threads in
+//! between, from the merged event logs (`events.rs`), for an 80-column terminal.
+//!
+//! The causes, as the handout's analysis has them:
+//! - the reader read a slot again or before it was written (`Again`, `Empty`):
+//!   `count` said more than was there, because a `count--` was overwritten by the
+//!   writer's store;
+//! - the reader found a later frame than the next one (`Ahead`): the writer had
+//!   overwritten an unread frame, because `count` said less than was there, a
+//!   `count++` having been overwritten by the reader's store;
+//! - a torn copy: both sides were at one slot at once (either loss can do it).
+
+use super::events::{Count, Event, Side, What};
+use super::tally::Outcome;
+use std::fmt::Write as _;
+
+/// Width of the stamp column, then of the writer's column.
+const STAMP: usize = 8;
+const WRITER: usize = 35;
+/// Show every event from the cause to the damage when there are at most this many.
+const WHOLE: usize = 18;
+/// Show a loss's whole window (or a damage's approach) when it is this short.
+const WINDOW: usize = 14;
+
+/// A store that overwrote the other side's update(s).
+#[derive(Debug, Clone)]
+struct Loss {
+    /// Index of the overwriting side's load.
+    load: usize,
+    /// Index of its store.
+    store: usize,
+    /// Indices of the other side's stores it overwrote.
+    overwritten: Vec<usize>,
+}
+
+/// What the scan found.
+struct Scan {
+    losses: Vec<Loss>,
+    /// For each event, `count++` minus `count--` stored so far: what `count` should
+    /// be at that instant.
+    should_be: Vec<i64>,
+    /// For each event, frames written minus slots read so far: what was really
+    /// waiting in the ring.
+    waiting: Vec<i64>,
+}
+
+fn scan(events: &[Event]) -> Scan {
+    let mut losses = Vec::new();
+    let mut should_be = Vec::with_capacity(events.len());
+    let mut waiting = Vec::with_capacity(events.len());
+    let (mut made, mut held) = (0i64, 0i64);
+    // Per side: its last load, and the other side's stores since.
+    let mut pending: [Option<(usize, Count)>; 2] = [None, None];
+    let mut since: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
+    let idx = |s: Side| usize::from(s == Side::Reader);
+    for (i, e) in events.iter().enumerate() {
+        match e.what {
+            What::Load(c) => {
+                pending[idx(e.side)] = Some((i, c));
+                since[idx(e.side)].clear();
+            }
+            What::Store(_) => {
+                made += if e.side == Side::Writer { 1 } else { -1 };
+                since[idx(e.side.other())].push(i);
+                if let Some((load, loaded)) = pending[idx(e.side)].take() {
+                    // The other side's stores stamped inside this side's window, but
+                    // not the one its load read (stamped late, stored in time).
+                    let overwritten: Vec<usize> = since[idx(e.side)]
+                        .drain(..)
+                        .filter(|&j| {
+                            !matches!(events[j].what, What::Store(s)
+                                if s.updates == loaded.updates && s.by == loaded.by)
+                        })
+                        .collect();
+                    if !overwritten.is_empty() {
+                        losses.push(Loss {
+                            load,
+                            store: i,
+                            overwritten,
+                        });
+                    }
+                }
+            }
+            What::Wrote { .. } => held += 1,
+            What::Read { .. } => held -= 1,
+            _ => {}
+        }
+        should_be.push(made);
+        waiting.push(held);
+    }
+    Scan {
+        losses,
+        should_be,
+        waiting,
+    }
+}
+
+/// The first damage, its cause, and the events that show it; `None` when the
+/// logged events hold no damage.
+pub(super) fn tell(events: &[Event], slots: u32) -> Option<String> {
+    let damage = events
+        .iter()
+        .position(|e| matches!(e.what, What::Read { outcome, .. } if outcome.is_anomaly()))?;
+    let What::Read { slot, outcome } = events[damage].what else {
+        return None;
+    };
+    let sc = scan(events);
+    let mut out = String::from(
+        "What went wrong first: both threads' events in the order of one shared\n\
+         event counter (\"should be\" = count++ minus count-- done so far):\n",
+    );
+    // The writer's overwrite of the frame the reader expected, if that is the damage.
+    let overwrite = match outcome {
+        Outcome::Ahead { expected, .. } => events[..damage].iter().position(
+            |e| matches!(e.what, What::Wrote { seq, .. } if seq == expected + u64::from(slots)),
+        ),
+        _ => None,
+    };
+    let pass_before = |side: Side, upto: usize| {
+        events[..upto]
+            .iter()
+            .rposition(|e| e.side == side && matches!(e.what, What::Pass { .. }))
+            .unwrap_or(upto)
+    };
+    // The side that went on when it should not have, and the pass that let it.
+    let went_on = match overwrite {
+        Some(w) => pass_before(Side::Writer, w),
+        None => pass_before(Side::Reader, damage),
+    };
+    // Where the lie began: the first lost update. And the one behind this damage:
+    // if `count` said too much, the last lost `count--` before it; if too little,
+    // the last lost `count++`.
+    let victim = match events.get(went_on).map(|e| e.what) {
+        Some(What::Pass { count }) if i64::from(count) > sc.should_be[went_on] => {
+            Some(Side::Reader)
+        }
+        Some(What::Pass { count }) if i64::from(count) < sc.should_be[went_on] => {
+            Some(Side::Writer)
+        }
+        _ => None,
+    };
+    let before: Vec<&Loss> = sc.losses.iter().filter(|l| l.store < damage).collect();
+    let first = before.first().copied();
+    let cause = before
+        .iter()
+        .rev()
+        .find(|l| victim.is_none_or(|s| events[l.overwritten[0]].side == s))
+        .or(before.last())
+        .copied();
+    // The stretches shown: each loss from its load to its store (or only the
+    // accesses, if the window is long), and each damage from the pass before it.
+    let mut shown: Vec<usize> = Vec::new();
+    let mut stretch = |from: usize, to: usize, keys: &[usize]| {
+        if to - from < WINDOW {
+            shown.extend(from..=to);
+        } else {
+            shown.extend(keys);
+        }
+    };
+    for l in [first, cause].into_iter().flatten() {
+        let from = l.overwritten.iter().copied().fold(l.load, usize::min);
+        let mut keys = vec![l.load, l.store];
+        keys.extend(&l.overwritten);
+        stretch(from, l.store, &keys);
+    }
+    if let Some(w) = overwrite {
+        stretch(pass_before(Side::Writer, w), w, &[w]);
+    }
+    stretch(pass_before(Side::Reader, damage), damage, &[damage]);
+    shown.sort_unstable();
+    shown.dedup();
+    if shown.last().copied().unwrap_or(0) - shown[0] < WHOLE {
+        shown = (shown[0]..=damage).collect();
+    }
+    let marks = Marks {
+        losses: Some(
+            [first, cause]
+                .into_iter()
+                .flatten()
+                .map(|l| l.store)
+                .collect(),
+        ),
+        overwrite: overwrite.zip(match outcome {
+            Outcome::Ahead { expected, .. } => Some(expected),
+            _ => None,
+        }),
+    };
+    out.push_str(&render(events, &shown, &sc, &marks));
+    out.push_str(&verdict(
+        events,
+        (damage, went_on),
+        (slot, outcome),
+        (first, overwrite),
+        &sc,
+    ));
+    Some(out)
+}
+
+/// Which events get a note under them.
+struct Marks {
+    /// Stores that overwrote the other side's update (`None`: every one).
+    losses: Option<Vec<usize>>,
+    /// The writer's write over an unread frame, and that frame.
+    overwrite: Option<(usize, u64)>,
+}
+
+/// The events at `shown` (ascending indices) in two columns, with "(N events)"
+/// where some are left out and a note under each marked event.
+fn render(events: &[Event], shown: &[usize], sc: &Scan, marks: &Marks) -> String {
+    let mut out = format!("{:>STAMP$}  {:<WRITER$}reader\n", "#", "writer");
+    let mut prev: Option<usize> = None;
+    for &i in shown {
+        if let Some(p) = prev {
+            if i > p + 1 {
+                let lost = sc
+                    .losses
+                    .iter()
+                    .filter(|l| l.store > p && l.store < i)
+                    .count();
+                let more = match lost {
+                    0 => String::new(),
+                    1 => ", 1 more update lost".into(),
+                    n => format!(", {n} more updates lost"),
+                };
+                let n = i - p - 1;
+                let s = if n == 1 { "" } else { "s" };
+                let _ = writeln!(out, "{:>STAMP$}  ({n} event{s}{more})", "...");
+            }
+        }
+        prev = Some(i);
+        let e = &events[i];
+        let mut lines = vec![describe(e, sc.should_be[i])];
+        let marked = marks.losses.as_ref().is_none_or(|m| m.contains(&i));
+        if let Some(l) = sc.losses.iter().find(|l| l.store == i).filter(|_| marked) {
+            lines.extend(lost_note(events, l));
+        }
+        if let Some((_, old)) = marks.overwrite.filter(|&(w, _)| w == i) {
+            lines.push(format!("^ over frame {old}, never read"));
+        }
+        for (n, t) in lines.iter().enumerate() {
+            let stamp = if n == 0 {
+                e.at.to_string()
+            } else {
+                String::new()
+            };
+            let row = match e.side {
+                Side::Writer => format!("{stamp:>STAMP$}  {t}"),
+                Side::Reader => format!("{stamp:>STAMP$}  {:<WRITER$}{t}", ""),
+            };
+            let _ = writeln!(out, "{}", row.trim_end());
+        }
+    }
+    out
+}
+
+/// The first `n` events of the run, every lost update marked.
+pub(super) fn timeline(events: &[Event], n: usize) -> String {
+    let sc = scan(events);
+    let shown: Vec<usize> = (0..n.min(events.len())).collect();
+    let marks = Marks {
+        losses: None,
+        overwrite: None,
+    };
+    render(events, &shown, &sc, &marks)
+}
+
+/// One event, as a short line (at most 35 characters for the reader's column).
+fn describe(e: &Event, should_be: i64) -> String {
+    let op = e.side.update();
+    match e.what {
+        What::Pass { count } => {
+            let lie = if i64::from(count) != should_be {
+                format!(" (should be {should_be})")
+            } else {
+                String::new()
+            };
+            let ok = if e.side == Side::Writer {
+                "not full"
+            } else {
+                "not empty"
+            };
+            if lie.is_empty() {
+                format!("sees count = {count}: {ok}")
+            } else {
+                format!("sees count = {count}{lie}")
+            }
+        }
+        What::Wrote { seq, slot } => format!("writes frame {seq} into slot {slot}"),
+        What::Read { slot, outcome } => {
+            let got = match outcome {
+                Outcome::Next(s) => format!("frame {s}"),
+                Outcome::Ahead { seq, expected } => format!("frame {seq}, not {expected}!"),
+                Outcome::Late(s) => format!("frame {s}, late!"),
+                Outcome::Again(s) => format!("frame {s} AGAIN!"),
+                Outcome::Empty => "nothing: never written!".into(),
+                Outcome::Torn => "TORN (checksum fails)!".into(),
+            };
+            format!("copies slot {slot}: {got}")
+        }
+        What::Load(c) => format!("{op}: loads count = {}", c.value),
+        What::Store(c) => format!("{op}: stores count = {}", c.value),
+    }
+}
+
+/// The lines under a store that overwrote the other side's update(s).
+fn lost_note(events: &[Event], l: &Loss) -> Vec<String> {
+    let victim = events[l.overwritten[0]].side;
+    let mut values: Vec<String> = l
+        .overwritten
+        .iter()
+        .filter_map(|&j| match events[j].what {
+            What::Store(c) => Some(c.value.to_string()),
+            _ => None,
+        })
+        .collect();
+    let n = values.len();
+    if n > 3 {
+        values.drain(1..n - 1);
+        values.insert(1, "...".into());
+    }
+    let lost = if n == 1 {
+        format!("  its {} is LOST", victim.update())
+    } else {
+        format!("  {n} {} are LOST", victim.update())
+    };
+    vec![
+        format!(
+            "^ overwrites the {}'s {}:",
+            victim.name(),
+            values.join(", ")
+        ),
+        lost,
+    ]
+}
+
+/// The closing sentences: which frame, and why.
+fn verdict(
+    events: &[Event],
+    (damage, went_on): (usize, usize),
+    (slot, outcome): (u32, Outcome),
+    (first, overwrite): (Option<&Loss>, Option<usize>),
+    sc: &Scan,
+) -> String {
+    // What `count` said at the pass that let a side go on, and what was really in
+    // the ring (the pass's own stamp comes after its load: count what came before).
+    let said = match events.get(went_on).map(|e| e.what) {
+        Some(What::Pass { count }) => {
+            let real = went_on.checked_sub(1).map_or(0, |p| sc.waiting[p]);
+            (i64::from(count) != real).then_some((count, real))
+        }
+        _ => None,
+    };
+    let mut s = match outcome {
+        Outcome::Again(seq) => format!(
+            "So frame {seq} was delivered twice: the reader copied slot {slot} again before              the writer had put a new frame there."
+        ),
+        Outcome::Empty => format!(
+            "So the reader copied slot {slot} before anything had ever been written there."
+        ),
+        Outcome::Ahead { seq, expected } => match overwrite {
+            Some(w) => format!(
+                "So frame {expected} was overwritten by frame {seq} (at #{}) before anyone                  read it: it is lost.",
+                events[w].at
+            ),
+            None => format!(
+                "So the reader found frame {seq} where frame {expected} should have been:                  frame {expected} was overwritten before anyone read it."
+            ),
+        },
+        Outcome::Late(seq) => format!("So frame {seq} was delivered after a later frame."),
+        Outcome::Torn => format!(
+            "So the reader copied slot {slot} while the writer was rewriting it: a torn              frame."
+        ),
+        Outcome::Next(_) => String::new(),
+    };
+    if let Some((count, real)) = said {
+        let (who, unit, state) = match overwrite {
+            Some(_) => ("writer", "slot", "full"),
+            None => ("reader", "frame", "waiting"),
+        };
+        let n = |k: i64| match k {
+            0 => "none".to_string(),
+            _ => k.to_string(),
+        };
+        let _ = write!(
+            s,
+            " The {who} went on because `count` said {count} {unit}{} {} {state}, where {} {}.",
+            if count == 1 { "" } else { "s" },
+            if count == 1 { "was" } else { "were" },
+            n(real),
+            if real == 1 { "was" } else { "were" }
+        );
+    }
+    match first {
+        Some(l) => {
+            let lost: usize = sc
+                .losses
+                .iter()
+                .filter(|x| x.store < damage)
+                .map(|x| x.overwritten.len())
+                .sum();
+            let victim = events[l.overwritten[0]].side;
+            let _ = write!(
+                s,
+                " By then {lost} update{} of `count` had been lost, the first at #{}: the                  {}'s {}, overwritten by the {}'s store at #{}.",
+                if lost == 1 { "" } else { "s" },
+                events[l.overwritten[0]].at,
+                victim.name(),
+                victim.update(),
+                victim.other().name(),
+                events[l.store].at
+            );
+        }
+        None => s.push_str(
+            " No lost update of `count` comes before it in the log: that would be a              different bug; please report it.",
+        ),
+    }
+    super::report::wrap("", "", &s)
+}
