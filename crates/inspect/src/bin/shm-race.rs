@@ -10,25 +10,31 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Run the bounded buffer WITHOUT its semaphores (the classic handout's shared
-/// counter), then WITH them, and count what the checksums and sequence numbers
-/// catch: torn, lost, duplicated and read-before-write frames. The window between
-/// the load and the store of `count++`/`count--` is widened (--window) so that the
-/// lost update happens within a few frames, on one CPU or many.
+/// The bounded buffer WITHOUT its semaphores, then WITH them.
 ///
-/// The unsynchronized run is broken on purpose. It refuses to start without
+/// Runs the classic handout's shared counter (`count++`/`count--`, two busy
+/// loops) and counts what the checksums and sequence numbers catch: torn,
+/// lost, duplicated and read-before-write frames; then the same frames
+/// through the real protocol. The window between the load and the store of
+/// `count` is widened (--window), so that the lost update happens within a
+/// few frames, on one CPU or many; the run ends with an example of it.
+///
+/// The unsynchronized run is broken on purpose: it refuses to start without
 /// --i-understand-this-is-broken. It works on its own segment at a fresh key
 /// (0x5ace....) and removes it at the end, on errors and on Ctrl-C.
+//
+// (Help texts are verbatim and short: this clap is built without `wrap_help`,
+// and everything shm-race prints fits 80 columns.)
 #[derive(Parser, Debug)]
-#[command(version, after_help = AFTER_HELP)]
+#[command(version, after_help = AFTER_HELP, verbatim_doc_comment, next_line_help = true)]
 struct Args {
     /// Required: acknowledges that the first run corrupts its data on purpose.
     #[arg(long)]
     i_understand_this_is_broken: bool,
-    /// Which runs to do.
-    #[arg(long, value_enum, default_value_t = Which::Both)]
+    /// Which runs: both, unsynchronized or synchronized.
+    #[arg(long, value_enum, default_value_t = Which::Both, hide_possible_values = true)]
     run: Which,
-    /// Key to use (must be free). Default: a fresh key in 0x5ace0000..0x5aceffff.
+    /// Key to use (must be free). Default: a fresh 0x5ace.... key.
     #[arg(long, value_parser = IpcKey::parse)]
     key: Option<IpcKey>,
     /// Frames to send in each run.
@@ -37,15 +43,22 @@ struct Args {
     /// Slots in the ring (small: the two sides meet often).
     #[arg(long, default_value_t = 8, value_parser = parse::parse_count)]
     slots: u32,
-    /// Bytes per slot, frame header included (a multiple of 64, at least 128).
+    /// Bytes per slot incl. its header: 128, 192, 256, ...
     #[arg(long, default_value = "256", value_parser = parse::parse_size)]
     slot_size: u32,
-    /// Between the load and the store of `count`: `yield` (sched_yield), a sleep
-    /// such as `20us`, or `none` (the handout as compiled; may catch nothing).
-    #[arg(long, default_value_t = Window::DEFAULT, value_parser = Window::parse)]
+    /// What a preempted count++/count-- does mid-update.
+    ///
+    /// `yield`: sched_yield(), for at least 5 us; a sleep such as `20us`
+    /// or `1ms`; or `none`: the handout as compiled (may catch nothing).
+    /// One update in two, at random, is preempted.
+    #[arg(
+        long,
+        default_value_t = Window::DEFAULT,
+        value_parser = Window::parse,
+        verbatim_doc_comment
+    )]
     window: Window,
-    /// Also print the first N events of the unsynchronized run (both threads,
-    /// merged in the order of one shared event counter).
+    /// Also print run 1's first N events (both threads, merged).
     #[arg(long, value_name = "N", default_value_t = 0)]
     events: usize,
     /// Time limit per run, in seconds.

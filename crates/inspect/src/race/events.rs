@@ -236,18 +236,46 @@ mod tests {
     }
 
     #[test]
-    fn merge_orders_and_cuts_at_a_full_log() {
+    fn merge_orders() {
         let clock = Clock::default();
         let mut w = Log::new(Side::Writer);
         let mut r = Log::new(Side::Reader);
         w.note(&clock, What::Pass { count: 0 });
         r.note(&clock, What::Pass { count: 1 });
+        let at = w.stamp(&clock);
         w.note(&clock, What::Pass { count: 2 });
-        let all = merge(w, r);
-        let order: Vec<(u64, Side)> = all.iter().map(|e| (e.at, e.side)).collect();
+        w.push(at, What::Pass { count: 3 }); // recorded late, stamped early
+        let order: Vec<(u64, Side)> = merge(w, r).iter().map(|e| (e.at, e.side)).collect();
         assert_eq!(
             order,
-            [(1, Side::Writer), (2, Side::Reader), (3, Side::Writer)]
+            [
+                (1, Side::Writer),
+                (2, Side::Reader),
+                (3, Side::Writer),
+                (4, Side::Writer)
+            ]
         );
+    }
+
+    #[test]
+    fn merge_cuts_where_a_full_log_ends() {
+        let mut w = Log::new(Side::Writer);
+        let mut r = Log::new(Side::Reader);
+        let last = 2 * LOG_EVENTS as u64;
+        for at in (2..=last).step_by(2) {
+            w.push(Some(at), What::Pass { count: 0 });
+        }
+        w.push(Some(last + 2), What::Pass { count: 0 }); // full: not kept
+        assert!(w.full() && w.stamp(&Clock::default()).is_none());
+        for at in [1, 3, last + 1] {
+            r.push(Some(at), What::Pass { count: 0 });
+        }
+        let all = merge(w, r);
+        assert_eq!(
+            all.len(),
+            LOG_EVENTS + 2,
+            "the reader's event after the horizon goes"
+        );
+        assert_eq!(all.last().map(|e| e.at), Some(last));
     }
 }

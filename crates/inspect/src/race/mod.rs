@@ -89,8 +89,11 @@ pub enum Window {
     /// Nothing: the handout as compiled (load, add, store, back to back). The two
     /// sides seldom meet there, so a run may well catch nothing.
     None,
-    /// `sched_yield()`: hands the CPU to the other side if it is waiting for one
-    /// (always, on one CPU), as a preemption at that instant would.
+    /// `sched_yield()`, repeated until at least [`Window::YIELD_AT_LEAST`] has
+    /// passed: hands the CPU to the other side if it is waiting for one (always, on
+    /// one CPU), as a preemption at that instant would; on an idle CPU, where a
+    /// yield returns at once, the window still outlasts a turn of the other side's
+    /// loop on its own CPU.
     Yield,
     /// A sleep (at least this long; the kernel's timer slack adds to it): the thread
     /// is off the CPU for a while, as a preempted one is.
@@ -100,6 +103,11 @@ pub enum Window {
 impl Window {
     /// The default: a `sched_yield()` (see README section 4 for the measurements).
     pub const DEFAULT: Window = Window::Yield;
+
+    /// The shortest [`Window::Yield`]: a few turns of the other side's loop in a
+    /// release build (about a microsecond each), and far below the milliseconds a
+    /// real preemption lasts.
+    pub const YIELD_AT_LEAST: Duration = Duration::from_micros(5);
 
     /// `none`, `yield`, or a sleep such as `20us` or `1ms` (at most 100 ms).
     pub fn parse(text: &str) -> Result<Window> {
@@ -140,7 +148,15 @@ impl Window {
     pub(crate) fn widen(self) {
         match self {
             Window::None => {}
-            Window::Yield => std::thread::yield_now(),
+            Window::Yield => {
+                let start = std::time::Instant::now();
+                loop {
+                    std::thread::yield_now();
+                    if start.elapsed() >= Window::YIELD_AT_LEAST {
+                        break;
+                    }
+                }
+            }
             Window::Sleep(d) => std::thread::sleep(d),
         }
     }

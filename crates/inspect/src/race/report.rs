@@ -40,16 +40,19 @@ fn window_sentence(w: Window) -> String {
             other side seldom lands between them, so this run may well catch nothing; the \
             bug is there all the same."
             .into(),
-        Window::Yield => "The window between reading and writing `count` is widened with \
-            a sched_yield(), the way a preemption at that instant would: the CPU goes to \
-            the other side, if it is waiting for one. The bug is the handout's lost \
-            update, made likely instead of rare."
-            .into(),
+        Window::Yield => format!(
+            "The window between reading and writing `count` is widened with a \
+             sched_yield() (for at least {} us), the way a preemption at that instant \
+             would: the CPU goes to the other side, if it is waiting for one. One update \
+             in two is preempted so, at random. The bug is the handout's lost update, made \
+             likely instead of rare.",
+            Window::YIELD_AT_LEAST.as_micros()
+        ),
         Window::Sleep(_) => format!(
             "The window between reading and writing `count` is widened with a {w} sleep, \
              the way a preemption at that instant would: the thread is off the CPU while \
-             the other side runs. The bug is the handout's lost update, made likely \
-             instead of rare."
+             the other side runs. One update in two is preempted so, at random. The bug \
+             is the handout's lost update, made likely instead of rare."
         ),
     }
 }

@@ -15,9 +15,11 @@ use super::events::{Count, Event, Side, What};
 use super::tally::Outcome;
 use std::fmt::Write as _;
 
-/// Width of the stamp column, then of the writer's column.
+/// Width of the stamp column, then of the writer's column; the reader's column
+/// takes the rest of 80.
 const STAMP: usize = 8;
-const WRITER: usize = 35;
+const WRITER: usize = 34;
+const READER: usize = super::report::WIDTH - STAMP - 2 - WRITER;
 /// Show every event from the cause to the damage when there are at most this many.
 const WHOLE: usize = 18;
 /// Show a loss's whole window (or a damage's approach) when it is this short.
@@ -238,6 +240,9 @@ fn render(events: &[Event], shown: &[usize], sc: &Scan, marks: &Marks) -> String
         if let Some((_, old)) = marks.overwrite.filter(|&(w, _)| w == i) {
             lines.push(format!("^ over frame {old}, never read"));
         }
+        if e.side == Side::Reader {
+            lines = lines.iter().flat_map(|l| fit(l, READER)).collect();
+        }
         for (n, t) in lines.iter().enumerate() {
             let stamp = if n == 0 {
                 e.at.to_string()
@@ -251,6 +256,25 @@ fn render(events: &[Event], shown: &[usize], sc: &Scan, marks: &Marks) -> String
             let _ = writeln!(out, "{}", row.trim_end());
         }
     }
+    out
+}
+
+/// `text` in lines of at most `width` columns, broken after a `: ` or `, ` (the
+/// continuation indented by two), or hard if there is none.
+fn fit(text: &str, width: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text.to_string();
+    while rest.len() > width {
+        let cut = rest[..width]
+            .rfind(": ")
+            .or_else(|| rest[..width].rfind(", "))
+            .map_or(width, |i| i + 1);
+        let tail = format!("  {}", rest[cut..].trim_start());
+        rest.truncate(cut);
+        out.push(rest);
+        rest = tail;
+    }
+    out.push(rest);
     out
 }
 
@@ -293,7 +317,7 @@ fn describe(e: &Event, should_be: i64) -> String {
                 Outcome::Ahead { seq, expected } => format!("frame {seq}, not {expected}!"),
                 Outcome::Late(s) => format!("frame {s}, late!"),
                 Outcome::Again(s) => format!("frame {s} AGAIN!"),
-                Outcome::Empty => "nothing: never written!".into(),
+                Outcome::Empty => "EMPTY, never written!".into(),
                 Outcome::Torn => "TORN (checksum fails)!".into(),
             };
             format!("copies slot {slot}: {got}")
@@ -416,4 +440,103 @@ fn verdict(
         ),
     }
     super::report::wrap("", "", &s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(at: u64, side: Side, what: What) -> Event {
+        Event { at, side, what }
+    }
+
+    fn count(value: i32, updates: u32, by: Side) -> Count {
+        Count { value, updates, by }
+    }
+
+    /// The textbook interleaving on a 2-slot ring: the writer's `count++` store
+    /// lands after the reader's `count--` store, built on the same value, so the
+    /// decrement is lost; `count` then says 1 frame waits where none does, and the
+    /// reader copies slot 0 a second time.
+    fn textbook() -> Vec<Event> {
+        use Side::{Reader as R, Writer as W};
+        vec![
+            ev(1, W, What::Pass { count: 0 }),
+            ev(2, W, What::Wrote { seq: 0, slot: 0 }),
+            ev(3, W, What::Load(count(0, 0, W))),
+            ev(4, W, What::Store(count(1, 1, W))),
+            ev(5, R, What::Pass { count: 1 }),
+            ev(
+                6,
+                R,
+                What::Read {
+                    slot: 0,
+                    outcome: Outcome::Next(0),
+                },
+            ),
+            ev(7, R, What::Load(count(1, 1, W))),
+            ev(8, W, What::Pass { count: 1 }),
+            ev(9, W, What::Wrote { seq: 1, slot: 1 }),
+            ev(10, W, What::Load(count(1, 1, W))),
+            ev(11, R, What::Store(count(0, 2, R))),
+            ev(12, W, What::Store(count(2, 2, W))),
+            ev(13, R, What::Pass { count: 2 }),
+            ev(
+                14,
+                R,
+                What::Read {
+                    slot: 1,
+                    outcome: Outcome::Next(1),
+                },
+            ),
+            ev(15, R, What::Load(count(2, 2, W))),
+            ev(16, R, What::Store(count(1, 3, R))),
+            ev(17, R, What::Pass { count: 1 }),
+            ev(
+                18,
+                R,
+                What::Read {
+                    slot: 0,
+                    outcome: Outcome::Again(0),
+                },
+            ),
+        ]
+    }
+
+    #[test]
+    fn the_lost_decrement_is_found_and_named() {
+        let events = textbook();
+        let sc = scan(&events);
+        assert_eq!(sc.losses.len(), 1);
+        let l = &sc.losses[0];
+        assert_eq!((l.load, l.store, l.overwritten.clone()), (9, 11, vec![10]));
+        assert_eq!(sc.should_be[16], 0, "2 count++ and 2 count-- done");
+        let story = tell(&events, 2).expect("a story");
+        let flat = story.split_whitespace().collect::<Vec<_>>().join(" ");
+        for needle in [
+            "overwrites the reader's 0: its count-- is LOST",
+            "sees count = 1 (should be 0)",
+            "copies slot 0: frame 0 AGAIN!",
+            "So frame 0 was delivered twice",
+            "`count` said 1 frame was waiting, where none were",
+            "the first at #11: the reader's count--, overwritten by the writer's store at #12",
+        ] {
+            assert!(flat.contains(needle), "{needle:?} not in:\n{story}");
+        }
+        assert!(story.lines().all(|l| l.len() <= 80), "{story}");
+    }
+
+    #[test]
+    fn no_damage_no_story() {
+        let mut events = textbook();
+        events.truncate(16);
+        assert_eq!(tell(&events, 2), None);
+    }
+
+    #[test]
+    fn long_lines_are_fitted() {
+        let lines = fit("copies slot 32767: frame 123456, not 123448!", 30);
+        assert_eq!(lines, ["copies slot 32767:", "  frame 123456, not 123448!"]);
+        assert!(fit("short", 30) == ["short"]);
+    }
 }
