@@ -45,12 +45,73 @@ struct Scan {
     /// For each event, frames written minus slots read so far: what was really
     /// waiting in the ring.
     waiting: Vec<i64>,
+    /// For each store, the store whose value its load read (`None`: the initial
+    /// zero, or not found in the log); other events: `None`.
+    parent: Vec<Option<usize>>,
+}
+
+/// How far back a load's store is looked for (it is normally a few events back).
+const PARENT_SEARCH: usize = 4096;
+
+impl Scan {
+    /// The stores whose updates the value current just before `upto` includes:
+    /// the chain of parents from the last store before it. An overwritten update
+    /// can come back: a store computed from it, landing later, restores it.
+    fn chain(&self, events: &[Event], upto: usize) -> Vec<bool> {
+        let mut kept = vec![false; events.len()];
+        let last = events[..upto]
+            .iter()
+            .rposition(|e| matches!(e.what, What::Store(_)));
+        let mut at = last;
+        while let Some(i) = at {
+            kept[i] = true;
+            at = self.parent[i];
+        }
+        kept
+    }
+
+    /// Updates lost just before `upto`, exactly: the stores made, minus the
+    /// updates the value current then includes.
+    fn lost_before(&self, events: &[Event], upto: usize) -> u64 {
+        let mut made = 0u64;
+        let mut included = 0u64;
+        for e in &events[..upto] {
+            if let What::Store(c) = e.what {
+                made += 1;
+                included = u64::from(c.updates);
+            }
+        }
+        made.saturating_sub(included)
+    }
+
+    /// The losses before `upto` that still hold at `upto`: each with only the
+    /// overwritten stores the value current then does not include.
+    fn lasting(&self, events: &[Event], upto: usize) -> Vec<Loss> {
+        let kept = self.chain(events, upto);
+        self.losses
+            .iter()
+            .filter(|l| l.store < upto)
+            .filter_map(|l| {
+                let overwritten: Vec<usize> = l
+                    .overwritten
+                    .iter()
+                    .copied()
+                    .filter(|&j| !kept[j])
+                    .collect();
+                (!overwritten.is_empty()).then(|| Loss {
+                    overwritten,
+                    ..l.clone()
+                })
+            })
+            .collect()
+    }
 }
 
 fn scan(events: &[Event]) -> Scan {
     let mut losses = Vec::new();
     let mut should_be = Vec::with_capacity(events.len());
     let mut waiting = Vec::with_capacity(events.len());
+    let mut parent = vec![None; events.len()];
     let (mut made, mut held) = (0i64, 0i64);
     // Per side: its last load, and the other side's stores since.
     let mut pending: [Option<(usize, Count)>; 2] = [None, None];
@@ -66,6 +127,15 @@ fn scan(events: &[Event]) -> Scan {
                 made += if e.side == Side::Writer { 1 } else { -1 };
                 since[idx(e.side.other())].push(i);
                 if let Some((load, loaded)) = pending[idx(e.side)].take() {
+                    // The store this one was computed from: the latest one that
+                    // wrote the value its load read.
+                    let read = |j: &usize| {
+                        matches!(events[*j].what, What::Store(s)
+                            if s.updates == loaded.updates && s.by == loaded.by)
+                    };
+                    if loaded.updates > 0 {
+                        parent[i] = (i.saturating_sub(PARENT_SEARCH)..i).rev().find(read);
+                    }
                     // The other side's stores stamped inside this side's window, but
                     // not the one its load read (stamped late, stored in time).
                     let overwritten: Vec<usize> = since[idx(e.side)]
@@ -95,6 +165,7 @@ fn scan(events: &[Event]) -> Scan {
         losses,
         should_be,
         waiting,
+        parent,
     }
 }
 
@@ -142,7 +213,8 @@ pub(super) fn tell(events: &[Event], slots: u32) -> Option<String> {
         }
         _ => None,
     };
-    let before: Vec<&Loss> = sc.losses.iter().filter(|l| l.store < damage).collect();
+    let lasting = sc.lasting(events, damage);
+    let before: Vec<&Loss> = lasting.iter().collect();
     let first = before.first().copied();
     let cause = before
         .iter()
@@ -175,14 +247,14 @@ pub(super) fn tell(events: &[Event], slots: u32) -> Option<String> {
     if shown.last().copied().unwrap_or(0) - shown[0] < WHOLE {
         shown = (shown[0]..=damage).collect();
     }
+    let noted = [first, cause]
+        .into_iter()
+        .flatten()
+        .map(|l| l.store)
+        .collect();
     let marks = Marks {
-        losses: Some(
-            [first, cause]
-                .into_iter()
-                .flatten()
-                .map(|l| l.store)
-                .collect(),
-        ),
+        losses: lasting.clone(),
+        noted: Some(noted),
         overwrite: overwrite.zip(match outcome {
             Outcome::Ahead { expected, .. } => Some(expected),
             _ => None,
@@ -201,8 +273,10 @@ pub(super) fn tell(events: &[Event], slots: u32) -> Option<String> {
 
 /// Which events get a note under them.
 struct Marks {
-    /// Stores that overwrote the other side's update (`None`: every one).
-    losses: Option<Vec<usize>>,
+    /// The losses that hold (see [`Scan::lasting`]).
+    losses: Vec<Loss>,
+    /// The stores among them to note (`None`: every one).
+    noted: Option<Vec<usize>>,
     /// The writer's write over an unread frame, and that frame.
     overwrite: Option<(usize, u64)>,
 }
@@ -215,11 +289,12 @@ fn render(events: &[Event], shown: &[usize], sc: &Scan, marks: &Marks) -> String
     for &i in shown {
         if let Some(p) = prev {
             if i > p + 1 {
-                let lost = sc
+                let lost: usize = marks
                     .losses
                     .iter()
                     .filter(|l| l.store > p && l.store < i)
-                    .count();
+                    .map(|l| l.overwritten.len())
+                    .sum();
                 let more = match lost {
                     0 => String::new(),
                     1 => ", 1 more update lost".into(),
@@ -233,8 +308,8 @@ fn render(events: &[Event], shown: &[usize], sc: &Scan, marks: &Marks) -> String
         prev = Some(i);
         let e = &events[i];
         let mut lines = vec![describe(e, sc.should_be[i])];
-        let marked = marks.losses.as_ref().is_none_or(|m| m.contains(&i));
-        if let Some(l) = sc.losses.iter().find(|l| l.store == i).filter(|_| marked) {
+        let noted = marks.noted.as_ref().is_none_or(|m| m.contains(&i));
+        if let Some(l) = marks.losses.iter().find(|l| l.store == i).filter(|_| noted) {
             lines.extend(lost_note(events, l));
         }
         if let Some((_, old)) = marks.overwrite.filter(|&(w, _)| w == i) {
@@ -281,9 +356,11 @@ fn fit(text: &str, width: usize) -> Vec<String> {
 /// The first `n` events of the run, every lost update marked.
 pub(super) fn timeline(events: &[Event], n: usize) -> String {
     let sc = scan(events);
-    let shown: Vec<usize> = (0..n.min(events.len())).collect();
+    let n = n.min(events.len());
+    let shown: Vec<usize> = (0..n).collect();
     let marks = Marks {
-        losses: None,
+        losses: sc.lasting(events, n),
+        noted: None,
         overwrite: None,
     };
     render(events, &shown, &sc, &marks)
@@ -417,12 +494,7 @@ fn verdict(
     }
     match first {
         Some(l) => {
-            let lost: usize = sc
-                .losses
-                .iter()
-                .filter(|x| x.store < damage)
-                .map(|x| x.overwritten.len())
-                .sum();
+            let lost = sc.lost_before(events, damage);
             let victim = events[l.overwritten[0]].side;
             let _ = write!(
                 s,
@@ -524,6 +596,35 @@ mod tests {
             assert!(flat.contains(needle), "{needle:?} not in:\n{story}");
         }
         assert!(story.lines().all(|l| l.len() <= 80), "{story}");
+    }
+
+    #[test]
+    fn an_overwritten_update_that_comes_back_is_not_lost() {
+        use Side::{Reader as R, Writer as W};
+        // The reader's store overwrites the writer's count++ (S1); the writer's
+        // next store was computed from S1, so it brings S1's update back and
+        // overwrites the reader's count-- instead: only that one is lost.
+        let events = vec![
+            ev(1, R, What::Load(count(0, 0, W))),
+            ev(2, W, What::Load(count(0, 0, W))),
+            ev(3, W, What::Store(count(1, 1, W))),  // S1
+            ev(4, W, What::Load(count(1, 1, W))),   // reads S1
+            ev(5, R, What::Store(count(-1, 1, R))), // over S1, from the zero
+            ev(6, W, What::Store(count(2, 2, W))),  // from S1, over the reader's
+        ];
+        let sc = scan(&events);
+        assert_eq!(sc.losses.len(), 2, "two stores overwrote something");
+        assert_eq!(sc.parent[5], Some(2));
+        let lasting = sc.lasting(&events, events.len());
+        assert_eq!(lasting.len(), 1);
+        assert_eq!(
+            (lasting[0].store, lasting[0].overwritten.clone()),
+            (5, vec![4])
+        );
+        assert_eq!(sc.lost_before(&events, events.len()), 1);
+        let t = timeline(&events, 6);
+        assert_eq!(t.matches("LOST").count(), 1, "{t}");
+        assert!(t.contains("overwrites the reader's -1"), "{t}");
     }
 
     #[test]
