@@ -170,7 +170,8 @@ fn run(args: &Args) -> shm_common::Result<u8> {
     let mut results = String::new();
     if let Some(u) = first.as_ref().filter(|_| args.events > 0) {
         say(&format!(
-            "The first {} events of run 1:\n{}",
+            "The first {} events of run 1 (LOST: missing from `count` as of the last\n\
+             event shown; a later store computed from it can bring it back):\n{}",
             args.events,
             u.timeline(args.events)
         ));

@@ -195,7 +195,12 @@ pub fn unsynchronized_verdict(u: &Unsynchronized) -> String {
             &format!(
                 "no frame was torn, lost or read twice. That is luck, not correctness: \
                  the code is just as wrong, and {why} Run it again, with more --frames, \
-                 or with --window yield (exit status 9)."
+                 or {} (exit status 9).",
+                if u.window == Window::None {
+                    "without --window none"
+                } else {
+                    "with a longer --window (such as 20us)"
+                }
             ),
         )
     };
