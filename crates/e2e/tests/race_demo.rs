@@ -250,7 +250,10 @@ fn a_run_that_catches_nothing_says_so_and_exits_9() {
     assert!(text.contains("Run 1 CAUGHT NO RACE this time"), "{out}");
     assert!(text.contains("That is luck, not correctness"), "{out}");
     assert!(text.contains("NOT widened (--window none)"), "{out}");
-    assert!(text.contains("or without --window none (exit status 9)"), "{out}");
+    assert!(
+        text.contains("or without --window none (exit status 9)"),
+        "{out}"
+    );
     assert!(!out.contains("What went wrong first"), "{out}");
     let u = results(&out, "unsynchronized");
     assert_eq!(u["caught"], "no");
