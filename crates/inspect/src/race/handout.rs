@@ -21,9 +21,11 @@ use shm_common::{Error, Result};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
-/// Header offset of the handout's shared `count` word ([`Count`] describes its
-/// layout), in the header page's unused space after the peer table. Only the
-/// unsynchronized run uses it.
+/// Header offset of the handout's shared `count` word, in the header page's
+/// unused space after the peer table: a 64-bit word whose low half is the
+/// handout's `int count` and whose high half counts the updates the value
+/// includes (bookkeeping the protocol never reads; `events.rs` has the layout).
+/// Only the unsynchronized run uses it.
 pub const COUNT: usize = 1024;
 const _: () = assert!(COUNT >= layout::off::PEERS + layout::MAX_PEERS * layout::PEER_ENTRY_SIZE);
 const _: () = assert!(COUNT % 8 == 0 && COUNT + 8 <= layout::HEADER_SIZE);
