@@ -4,7 +4,7 @@
 //! loops (Silberschatz, *Operating System Concepts*, ch. 6):
 //! ```text
 //! writer:  while (count == N) ;  slot[in]  = frame;  in  = (in + 1) % N;  count++;
-//! reader:  while (count == 0) ;  frame = slot[out];  out = (out + 1) % N;  count--;
+//! reader:  while (count == 0) ;  frame = slot[out]; out = (out + 1) % N;  count--;
 //! ```
 //! It looks right and is wrong: `count++` is a load, an add and a store, and when the
 //! reader's `count--` lands between the writer's load and store, one of the two
@@ -13,11 +13,20 @@
 //! writer overwrites a frame nobody has read; and when both work on one slot at once,
 //! the reader copies half of one frame and half of the next.
 //!
-//! [`run_unsynchronized`] runs exactly that protocol on our ring layout (header page,
-//! slots with a 32-byte [`FrameHeader`] and a payload) in a System V segment, at full
-//! speed, and [`Tally`] counts what the checksums and sequence numbers catch.
-//! [`run_synchronized`] sends the same frames through the real [`Producer`] and
-//! [`Consumer`] on the same geometry and counts the same things: zero of each.
+//! [`run_unsynchronized`] (in `handout.rs`) runs exactly that protocol on our ring
+//! layout (header page, slots with a 32-byte frame header and a payload) in a System
+//! V segment, and [`Tally`] counts what the checksums and sequence numbers catch.
+//! [`run_synchronized`] sends the same frames through the real `Producer` and
+//! `Consumer` on the same geometry and counts the same things: zero of each.
+//!
+//! # Making the two sides meet
+//! Run as written, the two sides rarely meet: the window between the load and the
+//! store of `count` is a nanosecond, and on one CPU a thread is almost never
+//! preempted exactly there. A demonstration that "shows nothing" teaches the
+//! opposite of what it is for, so [`Window`] widens that window (a `sched_yield` or a
+//! short sleep between the load and the store), the way a preemption at that instant
+//! would. Nothing else changes: the bug shown is the handout's lost update, made
+//! likely instead of rare. [`Window::None`] runs the handout as compiled.
 //!
 //! # Two threads, one segment
 //! The writer and the reader are two threads, each with its own attach of the one
@@ -28,33 +37,35 @@
 //! data race (which would be undefined behaviour, and would let the compiler "prove"
 //! the race away). `count++` is written as a separate load and store, as C does it.
 //!
+//! # Seeing the race, not only its damage
+//! Each thread keeps its own log of what it did (`events.rs`), stamped by one shared
+//! atomic counter, and the logs are merged after both threads have ended: the
+//! interleaving that did the damage is printed (`story.rs`). The logs are plain
+//! per-thread vectors, so recording is race-free too.
+//!
 //! # Cleaning up
 //! Everything is created at a fresh key with `IPC_EXCL`, and a [`KeyGuard`] removes
 //! whatever is at that key when the run ends: normally, on an error, on a panic, and
 //! after Ctrl-C (every loop polls [`shm_common::cancel`]). Only `kill -9` can leave the
 //! segment behind; it carries our magic, so `make clean` recognises and removes it.
 
+mod events;
+mod handout;
+pub mod report;
+mod story;
+mod synchronized;
 mod tally;
 
+pub use handout::{run_unsynchronized, Unsynchronized, Updates, COUNT};
+pub use synchronized::run_synchronized;
 pub use tally::{Tally, MAX_FRAMES};
 
-use shm_common::cancel;
-use shm_common::frame::{FrameHeader, Kind, FRAME_HEADER_SIZE};
-use shm_common::layout::{self, Geometry};
-use shm_common::segment::{self, Segment};
+use shm_common::layout::Geometry;
+use shm_common::segment;
 use shm_common::semaphore;
-use shm_common::{
-    Batch, Consumer, Error, IpcKey, OpenOptions, Producer, Received, Result, Role, Session,
-};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::{Duration, Instant};
-use tally::{fill_pattern, Checker};
-
-/// Header offset of the handout's shared `count` (an i32), in the header page's
-/// unused space after the peer table. Only the unsynchronized run uses it.
-pub const COUNT: usize = 1024;
-const _: () = assert!(COUNT >= layout::off::PEERS + layout::MAX_PEERS * layout::PEER_ENTRY_SIZE);
-const _: () = assert!(COUNT + 4 <= layout::HEADER_SIZE);
+use shm_common::{Error, IpcKey, Result};
+use std::fmt;
+use std::time::Duration;
 
 /// How the demonstration runs.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +78,102 @@ pub struct RaceConfig {
     pub frames: u64,
     /// Hard limit on one run's duration.
     pub time_limit: Duration,
+    /// What the unsynchronized run does between the load and the store of `count`.
+    pub window: Window,
+}
+
+/// What happens between the load and the store of `count++` and `count--` in the
+/// unsynchronized run: the instant at which a preemption loses an update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// Nothing: the handout as compiled (load, add, store, back to back). The two
+    /// sides seldom meet there, so a run may well catch nothing.
+    None,
+    /// `sched_yield()`, repeated until at least [`Window::YIELD_AT_LEAST`] has
+    /// passed: hands the CPU to the other side if it is waiting for one (always, on
+    /// one CPU), as a preemption at that instant would; on an idle CPU, where a
+    /// yield returns at once, the window still outlasts a turn of the other side's
+    /// loop on its own CPU.
+    Yield,
+    /// A sleep (at least this long; the kernel's timer slack adds to it): the thread
+    /// is off the CPU for a while, as a preempted one is.
+    Sleep(Duration),
+}
+
+impl Window {
+    /// The default: a `sched_yield()` (see README section 4 for the measurements).
+    pub const DEFAULT: Window = Window::Yield;
+
+    /// The shortest [`Window::Yield`]: a few turns of the other side's loop in a
+    /// release build (about a microsecond each), and far below the milliseconds a
+    /// real preemption lasts.
+    pub const YIELD_AT_LEAST: Duration = Duration::from_micros(5);
+
+    /// `none`, `yield`, or a sleep such as `20us` or `1ms` (at most 100 ms).
+    pub fn parse(text: &str) -> Result<Window> {
+        let bad = |reason: String| Error::InvalidArgument {
+            what: "--window",
+            reason,
+        };
+        let t = text.trim();
+        match t {
+            "none" => return Ok(Window::None),
+            "yield" => return Ok(Window::Yield),
+            _ => {}
+        }
+        let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+        let n: u64 = digits.parse().map_err(|_| {
+            bad(format!(
+                "{text:?} is not `none`, `yield` or a sleep like `20us`"
+            ))
+        })?;
+        let d = match unit {
+            "us" => Duration::from_micros(n),
+            "ms" => Duration::from_millis(n),
+            _ => {
+                return Err(bad(format!(
+                    "{text:?}: a sleep needs the unit `us` or `ms`"
+                )))
+            }
+        };
+        if d.is_zero() || d > Duration::from_millis(100) {
+            return Err(bad(format!(
+                "{text:?}: a sleep must be between 1us and 100ms"
+            )));
+        }
+        Ok(Window::Sleep(d))
+    }
+
+    /// Spends the window: called between the load and the store of `count`.
+    pub(crate) fn widen(self) {
+        match self {
+            Window::None => {}
+            Window::Yield => {
+                let start = std::time::Instant::now();
+                loop {
+                    std::thread::yield_now();
+                    if start.elapsed() >= Window::YIELD_AT_LEAST {
+                        break;
+                    }
+                }
+            }
+            Window::Sleep(d) => std::thread::sleep(d),
+        }
+    }
+}
+
+impl fmt::Display for Window {
+    /// As `--window` spells it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Window::None => f.write_str("none"),
+            Window::Yield => f.write_str("yield"),
+            Window::Sleep(d) if d.subsec_nanos() % 1_000_000 == 0 => {
+                write!(f, "{}ms", d.as_millis())
+            }
+            Window::Sleep(d) => write!(f, "{}us", d.as_micros()),
+        }
+    }
 }
 
 /// Removes whatever is at its key when dropped. Armed only on a key where this run
@@ -129,260 +236,31 @@ pub fn fresh_key() -> Result<shm_cli::keys::ClaimedKey> {
     })
 }
 
-/// Copies `bytes` (a multiple of 8) into the segment one relaxed 8-byte store at a
-/// time: what a C `memcpy` into shared memory amounts to, without a Rust data race.
-fn store_words(seg: &Segment, at: usize, bytes: &[u8]) -> Result<()> {
-    for (i, w) in bytes.chunks_exact(8).enumerate() {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(w);
-        seg.atomic_u64(at + 8 * i)?
-            .store(u64::from_le_bytes(a), Ordering::Relaxed);
+/// A thread of a run panicked (a bug in this program).
+fn panicked(which: &str) -> Error {
+    Error::Io {
+        what: format!("the {which} thread"),
+        source: std::io::Error::other("panicked"),
     }
-    Ok(())
 }
 
-/// The mirror of [`store_words`].
-fn load_words(seg: &Segment, at: usize, out: &mut [u8]) -> Result<()> {
-    for (i, w) in out.chunks_exact_mut(8).enumerate() {
-        let v = seg.atomic_u64(at + 8 * i)?.load(Ordering::Relaxed);
-        w.copy_from_slice(&v.to_le_bytes());
-    }
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Busy-waits the handout's way, yielding now and then so that on a busy machine
-/// the other side still gets a core. Returns false when told to stop.
-fn spin_until(cond: impl Fn() -> bool, stop: &dyn Fn() -> bool) -> bool {
-    let mut spins = 0u32;
-    while !cond() {
-        spins = spins.wrapping_add(1);
-        if spins % 256 == 0 {
-            if stop() {
-                return false;
-            }
-            std::thread::yield_now();
-        } else {
-            std::hint::spin_loop();
+    #[test]
+    fn window_parses_and_prints() {
+        for (text, w) in [
+            ("none", Window::None),
+            ("yield", Window::Yield),
+            ("20us", Window::Sleep(Duration::from_micros(20))),
+            ("2ms", Window::Sleep(Duration::from_millis(2))),
+        ] {
+            assert_eq!(Window::parse(text).ok(), Some(w), "{text}");
+            assert_eq!(w.to_string(), text);
+        }
+        for bad in ["", "0us", "20", "20s", "101ms", "fast", "us"] {
+            assert!(Window::parse(bad).is_err(), "{bad}");
         }
     }
-    true
-}
-
-/// Writes our header into a fresh zeroed segment, so `shm-inspect` and `make clean`
-/// recognise it (it has no semaphore set: the inspector says so).
-fn write_header(seg: &Segment, g: Geometry) -> Result<()> {
-    seg.header()?.initialise(g, 0, std::process::id() as i32);
-    Ok(())
-}
-
-/// Runs the handout's protocol: no semaphores, a shared counter, two busy loops.
-pub fn run_unsynchronized(cfg: &RaceConfig) -> Result<Tally> {
-    check_frames(cfg.frames)?;
-    let key = cfg.key;
-    let g = cfg.geometry;
-    let guard = claim(key)?;
-    let size = usize::try_from(g.segment_size()).map_err(|_| Error::InvalidArgument {
-        what: "--slots/--slot-size",
-        reason: "segment too large".into(),
-    })?;
-    let writer_seg =
-        Segment::create_exclusive(key, size, 0o600)?.ok_or_else(|| Error::Conflict {
-            key,
-            detail: "a segment appeared at the key while we created ours".into(),
-            remove_hint: None,
-        })?;
-    write_header(&writer_seg, g)?;
-    let shmid = writer_seg.id();
-    // The reader's own attach: a second mapping of the same pages (the writer thread
-    // makes its own: a Segment is used by one thread, as by one process).
-    let reader_seg = Segment::attach(key, shmid)?;
-
-    let start = Instant::now();
-    let deadline = start + cfg.time_limit;
-    let timed_out = AtomicBool::new(false);
-    let stop = || {
-        let late = Instant::now() > deadline;
-        if late {
-            timed_out.store(true, Ordering::Relaxed);
-        }
-        late || cancel::requested()
-    };
-    let writer_done = AtomicBool::new(false);
-    let slots = g.slots as i32;
-    let cap = g.payload_capacity();
-
-    let (written, checker) = std::thread::scope(|sc| -> Result<(u64, Checker)> {
-        let writer = sc.spawn(|| -> Result<u64> {
-            let seg = &Segment::attach(key, shmid)?;
-            let count: &AtomicU32 = seg.atomic_u32(COUNT)?;
-            let mut payload = vec![0u8; cap];
-            let mut slot_in = 0u32;
-            let mut seq = 0u64;
-            let result = (|| {
-                while seq < cfg.frames {
-                    // while (count == N) ;
-                    if !spin_until(|| (count.load(Ordering::Relaxed) as i32) < slots, &stop) {
-                        break;
-                    }
-                    fill_pattern(seq, &mut payload);
-                    let h = FrameHeader {
-                        len: cap as u32,
-                        kind: Kind::Data,
-                        seq,
-                        writer: 1,
-                        offset: seq * cap as u64,
-                    };
-                    let at = g.slot_offset(slot_in);
-                    store_words(seg, at + FRAME_HEADER_SIZE, &payload)?;
-                    store_words(seg, at, &h.encode(&payload))?;
-                    slot_in = (slot_in + 1) % g.slots;
-                    // count++, as C compiles it: load, add, store. THE BUG.
-                    let c = count.load(Ordering::Relaxed);
-                    count.store(c.wrapping_add(1), Ordering::Relaxed);
-                    seq += 1;
-                    seg.header()?.frames_published.store(seq, Ordering::Relaxed);
-                }
-                Ok(())
-            })();
-            // Out of band (not part of the protocol): lets the reader stop at the end.
-            writer_done.store(true, Ordering::Release);
-            result.map(|()| seq)
-        });
-
-        let seg = &reader_seg;
-        let count: &AtomicU32 = seg.atomic_u32(COUNT)?;
-        let mut checker = Checker::new(cfg.frames);
-        let mut buf = vec![0u8; g.slot_size as usize];
-        let mut slot_out = 0u32;
-        let reader_result = (|| -> Result<()> {
-            loop {
-                // while (count == 0) ;
-                let more = spin_until(
-                    || {
-                        (count.load(Ordering::Relaxed) as i32) > 0
-                            || writer_done.load(Ordering::Acquire)
-                    },
-                    &stop,
-                );
-                if !more || (count.load(Ordering::Relaxed) as i32) <= 0 {
-                    // Told to stop, or the writer is done and the counter says empty.
-                    break;
-                }
-                load_words(seg, g.slot_offset(slot_out), &mut buf)?;
-                slot_out = (slot_out + 1) % g.slots;
-                // count--: load, subtract, store. The same bug on this side.
-                let c = count.load(Ordering::Relaxed);
-                count.store(c.wrapping_sub(1), Ordering::Relaxed);
-                checker.slot(&buf, cap);
-                seg.header()?
-                    .frames_consumed
-                    .store(checker.tally.reads, Ordering::Relaxed);
-            }
-            Ok(())
-        })();
-        let written = writer.join().map_err(|_| Error::Io {
-            what: "the race writer thread".into(),
-            source: std::io::Error::other("panicked"),
-        })??;
-        reader_result?;
-        Ok((written, checker))
-    })?;
-    drop(reader_seg);
-    writer_seg.remove()?;
-    drop(guard);
-    if cancel::requested() {
-        return Err(Error::Interrupted {
-            detail: "during the unsynchronized run; its segment was removed".into(),
-        });
-    }
-    let cut = timed_out.load(Ordering::Relaxed) || written < cfg.frames;
-    Ok(checker.finish(written, start.elapsed(), cut))
-}
-
-/// Sends the same frames through the real protocol ([`Producer`] and [`Consumer`]
-/// over a [`Session`] with its semaphore set) and checks them the same way.
-pub fn run_synchronized(cfg: &RaceConfig) -> Result<Tally> {
-    check_frames(cfg.frames)?;
-    let key = cfg.key;
-    let g = cfg.geometry;
-    let guard = claim(key)?;
-    let quiet = |_: String| {};
-    let mut opts = OpenOptions {
-        key,
-        role: Role::Writer,
-        geometry: g,
-        mode: 0o600,
-        persist: false,
-        shared: false,
-    };
-    let writer = Session::open(&opts, &quiet)?;
-    opts.role = Role::Reader;
-    let reader = Session::open(&opts, &quiet)?;
-    let cap = g.payload_capacity() / 8 * 8;
-    let start = Instant::now();
-    let deadline = start + cfg.time_limit;
-    let frames = cfg.frames;
-
-    let (written, checker) = std::thread::scope(|sc| -> Result<(u64, Checker)> {
-        // Each side leaves its session when done or failed, so that the other sees
-        // it gone (PEER_GONE) instead of waiting forever.
-        let w = sc.spawn(move || -> Result<u64> {
-            let mut session = writer;
-            let result = (|| -> Result<u64> {
-                let mut producer = Producer::new(&session, g.slots, &quiet);
-                let batch = u64::from(g.slots);
-                let mut store = vec![0u8; cap * g.slots as usize];
-                let mut seq = 0u64;
-                while seq < frames {
-                    if Instant::now() > deadline {
-                        break;
-                    }
-                    let n = batch.min(frames - seq) as usize;
-                    for (j, chunk) in store.chunks_exact_mut(cap).take(n).enumerate() {
-                        fill_pattern(seq + j as u64, chunk);
-                    }
-                    let payloads: Vec<&[u8]> = store.chunks_exact(cap).take(n).collect();
-                    producer.send(&payloads)?;
-                    seq += n as u64;
-                }
-                producer.finish()?;
-                Ok(seq)
-            })();
-            let _ = session.leave(result.is_ok());
-            result
-        });
-        let mut session = reader;
-        let mut checker = Checker::new(frames);
-        let result = (|| -> Result<()> {
-            let mut consumer = Consumer::new(&session, g.slots, &quiet);
-            let mut batch = Batch::default();
-            loop {
-                let received = consumer.recv(&mut batch);
-                for d in &batch.frames {
-                    checker.tally.reads += 1;
-                    checker.frame(d.seq, &batch.data[d.start..d.end]);
-                }
-                match received {
-                    Ok(Received::EndOfStream) => return Ok(()),
-                    Ok(Received::Frames) => {}
-                    // The real reader refuses a corrupt frame; count it as torn.
-                    Err(Error::Corrupt { .. }) => {
-                        checker.tally.torn += 1;
-                        return Ok(());
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-        })();
-        let _ = session.leave(result.is_ok());
-        let written = w.join().map_err(|_| Error::Io {
-            what: "the synchronized writer thread".into(),
-            source: std::io::Error::other("panicked"),
-        })??;
-        result?;
-        Ok((written, checker))
-    })?;
-    drop(guard);
-    let cut = written < frames;
-    Ok(checker.finish(written, start.elapsed(), cut))
 }

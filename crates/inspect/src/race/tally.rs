@@ -39,44 +39,35 @@ impl Tally {
         self.torn + self.lost + self.duplicates + self.read_before_write + self.out_of_order
     }
 
-    /// One stable line: `result MODE k=v ...`, for scripts and tests.
-    pub fn line(&self, mode: &str) -> String {
-        format!(
-            "result {mode} frames_written={} reads={} delivered={} torn={} lost={} duplicates={} read_before_write={} out_of_order={} anomalies={} elapsed_ms={} cut_short={}",
-            self.frames_written,
-            self.reads,
-            self.delivered,
-            self.torn,
-            self.lost,
-            self.duplicates,
-            self.read_before_write,
-            self.out_of_order,
-            self.anomalies(),
-            self.elapsed.as_millis(),
-            self.cut_short
-        )
+    /// Reads that found something wrong: torn, empty or old slots (a lost frame is
+    /// not a read; an out-of-order frame is delivered intact).
+    pub fn wrong_reads(&self) -> u64 {
+        self.torn + self.read_before_write
     }
+}
 
-    /// A few lines that say what each number means.
-    pub fn explained(&self) -> String {
-        format!(
-            "  frames written ......... {:>9}\n  \
-               reads by the reader .... {:>9}\n  \
-               delivered intact ....... {:>9}\n  \
-               torn frames ............ {:>9}   checksum failed: copied while being overwritten\n  \
-               lost frames ............ {:>9}   overwritten before anyone read them\n  \
-               duplicates ............. {:>9}   the same sequence number delivered twice\n  \
-               read-before-write ...... {:>9}   an empty or old slot read as if new\n  \
-               out of order ........... {:>9}   a frame delivered after a later one\n",
-            self.frames_written,
-            self.reads,
-            self.delivered,
-            self.torn,
-            self.lost,
-            self.duplicates,
-            self.read_before_write,
-            self.out_of_order
-        )
+/// What one read of a slot found, as the reader's checks classify it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// The next frame, as it should be.
+    Next(u64),
+    /// A new frame, but not the next one: frame `expected` (and maybe more) was
+    /// skipped: overwritten before it was read, or still to come, out of order.
+    Ahead { seq: u64, expected: u64 },
+    /// A new frame older than one delivered already (out of order).
+    Late(u64),
+    /// A frame delivered already: the slot still held it.
+    Again(u64),
+    /// An all-zero slot: nothing was ever written there.
+    Empty,
+    /// The checksum or the payload pattern failed.
+    Torn,
+}
+
+impl Outcome {
+    /// Whether this read is a symptom of the race (anything but the next frame).
+    pub(super) fn is_anomaly(self) -> bool {
+        !matches!(self, Outcome::Next(_))
     }
 }
 
@@ -102,57 +93,61 @@ impl Checker {
     }
 
     /// Classifies one slot's contents (header then payload, as read).
-    pub(super) fn slot(&mut self, bytes: &[u8], capacity: usize) {
+    pub(super) fn slot(&mut self, bytes: &[u8], capacity: usize) -> Outcome {
         self.tally.reads += 1;
         if bytes.iter().all(|&b| b == 0) {
             self.tally.read_before_write += 1;
-            return;
+            return Outcome::Empty;
         }
         let Some((hb, rest)) = bytes.split_first_chunk::<FRAME_HEADER_SIZE>() else {
-            self.tally.torn += 1;
-            return;
+            return self.torn();
         };
         let h = match FrameHeader::decode(hb, capacity) {
             Ok(h) if h.kind == Kind::Data => h,
-            _ => {
-                self.tally.torn += 1;
-                return;
-            }
+            _ => return self.torn(),
         };
         let payload = &rest[..h.len as usize];
         if FrameHeader::verify(hb, payload).is_err() {
-            self.tally.torn += 1;
-            return;
+            return self.torn();
         }
-        self.frame(h.seq, payload);
+        self.frame(h.seq, payload)
+    }
+
+    fn torn(&mut self) -> Outcome {
+        self.tally.torn += 1;
+        Outcome::Torn
     }
 
     /// Classifies one checksum-valid frame.
-    pub(super) fn frame(&mut self, seq: u64, payload: &[u8]) {
+    pub(super) fn frame(&mut self, seq: u64, payload: &[u8]) -> Outcome {
         if !pattern_matches(seq, payload) {
-            self.tally.torn += 1;
-            return;
+            return self.torn();
         }
         let bit = 1u64 << (seq % 64);
         let Some(word) = usize::try_from(seq / 64)
             .ok()
             .and_then(|i| self.seen.get_mut(i))
         else {
-            self.tally.torn += 1;
-            return;
+            return self.torn();
         };
         if *word & bit != 0 {
             // Nothing new was in the slot: the writer had not replaced this frame yet.
             self.tally.duplicates += 1;
             self.tally.read_before_write += 1;
-            return;
+            return Outcome::Again(seq);
         }
         *word |= bit;
         self.tally.delivered += 1;
+        let expected = self.highest.map_or(0, |h| h + 1);
         if self.highest.is_some_and(|h| seq < h) {
             self.tally.out_of_order += 1;
+            return Outcome::Late(seq);
+        }
+        self.highest = Some(seq);
+        if seq == expected {
+            Outcome::Next(seq)
         } else {
-            self.highest = Some(seq);
+            Outcome::Ahead { seq, expected }
         }
     }
 
@@ -207,14 +202,20 @@ mod tests {
             b
         };
         let mut c = Checker::new(5);
-        c.slot(&frame(0), cap);
-        c.slot(&frame(0), cap); // old slot read again
-        c.slot(&vec![0u8; FRAME_HEADER_SIZE + cap], cap); // empty slot
-        c.slot(&frame(2), cap); // 1 overwritten before it was read
+        assert_eq!(c.slot(&frame(0), cap), Outcome::Next(0));
+        assert_eq!(c.slot(&frame(0), cap), Outcome::Again(0)); // old slot read again
+        let empty = vec![0u8; FRAME_HEADER_SIZE + cap];
+        assert_eq!(c.slot(&empty, cap), Outcome::Empty);
+        // 1 overwritten before it was read (or still to come)
+        let ahead = Outcome::Ahead {
+            seq: 2,
+            expected: 1,
+        };
+        assert_eq!(c.slot(&frame(2), cap), ahead);
         let mut torn = frame(3);
         torn[FRAME_HEADER_SIZE..].copy_from_slice(&frame(4)[FRAME_HEADER_SIZE..]);
-        c.slot(&torn, cap);
-        c.slot(&frame(1), cap); // late
+        assert_eq!(c.slot(&torn, cap), Outcome::Torn);
+        assert_eq!(c.slot(&frame(1), cap), Outcome::Late(1));
         let t = c.finish(5, Duration::ZERO, false);
         assert_eq!(t.reads, 6);
         assert_eq!(t.delivered, 3);
