@@ -8,7 +8,8 @@
 //!   end of the stream).
 //! * Lossless, like the ring: `enable_safe_overflow(false)` and the publisher's
 //!   `BackpressureStrategy::RetryUntilDelivered` (a full subscriber buffer makes the
-//!   publisher wait in iceoryx2's own adaptive wait: yield, then short sleeps).
+//!   publisher wait in iceoryx2's own adaptive wait: yield, then short sleeps; a
+//!   backpressure handler only adds a give-up after PEER_TIMEOUT).
 //! * Subscriber buffer = `--depth` (the ring's slot count for the size), history 0,
 //!   1 publisher, 1 subscriber, 2 nodes, 1 loaned and 1 borrowed sample at a time,
 //!   static allocation of exactly `--size` bytes per sample.
@@ -22,6 +23,7 @@ use iceoryx2::port::notifier::Notifier;
 use iceoryx2::port::publisher::Publisher;
 use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::port::update_connections::UpdateConnections;
+use iceoryx2::port::{BackpressureAction, BackpressureInfo};
 use iceoryx2::prelude::*;
 use iceoryx2::service::port_factory::{event, publish_subscribe};
 use shm_common::checksum::crc32c;
@@ -101,6 +103,15 @@ fn make_publisher(svc: &Ps, size: usize) -> Res<Pub> {
         .allocation_strategy(AllocationStrategy::Static)
         .max_loaned_samples(1)
         .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
+        // The same retrying, but a subscriber killed with its buffer full (it still
+        // counts as connected) fails the send after PEER_TIMEOUT instead of never.
+        .set_backpressure_handler(|info: &BackpressureInfo| {
+            if info.elapsed_time > PEER_TIMEOUT {
+                BackpressureAction::DiscardDataAndFail
+            } else {
+                BackpressureAction::Retry
+            }
+        })
         .create()?)
 }
 
@@ -221,9 +232,13 @@ impl Silence {
 
 /// Sends one `len`-byte sample: `data` (or filler for the END marker), header `hdr`.
 fn send(p: &Pub, data: &[u8], hdr: u64) -> Res<()> {
-    let mut s = p.loan_slice_uninit(data.len())?;
+    let mut s = p
+        .loan_slice_uninit(data.len())
+        .map_err(|e| format!("loan: {e}"))?;
     *s.user_header_mut() = hdr;
-    s.write_from_slice(data).send()?;
+    s.write_from_slice(data).send().map_err(|e| {
+        format!("send: {e} (a full buffer for {PEER_TIMEOUT:?}: the subscriber is gone?)")
+    })?;
     Ok(())
 }
 
