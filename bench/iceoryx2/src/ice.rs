@@ -12,7 +12,8 @@
 //!   backpressure handler only adds a give-up after PEER_TIMEOUT).
 //! * Subscriber buffer = `--depth` (the ring's slot count for the size), history 0,
 //!   1 publisher, 1 subscriber, 2 nodes, 1 loaned and 1 borrowed sample at a time,
-//!   static allocation of exactly `--size` bytes per sample.
+//!   static allocation of exactly `--size` bytes per sample, payload alignment
+//!   `--align` (default 1, iceoryx2's own for `[u8]`).
 //! * Events (`--wait event`): one event service per direction, 1 notifier, 1 listener.
 
 use crate::proto::{latency_fields, measured, mono_ns, payload, warmup, Res};
@@ -69,14 +70,16 @@ fn node(a: &Args, role: &str) -> Res<Node<ipc::Service>> {
         .create::<ipc::Service>()?)
 }
 
-fn data_service(node: &Node<ipc::Service>, name: &str, depth: usize) -> Res<Ps> {
+fn data_service(a: &Args, node: &Node<ipc::Service>, name: &str) -> Res<Ps> {
     let name: ServiceName = name.try_into()?;
+    let align = Alignment::new(a.align).ok_or("--align must be a power of two")?;
     Ok(node
         .service_builder(&name)
         .publish_subscribe::<[u8]>()
         .user_header::<u64>()
+        .payload_alignment(align)
         .enable_safe_overflow(false)
-        .subscriber_max_buffer_size(depth)
+        .subscriber_max_buffer_size(a.depth)
         .subscriber_max_borrowed_samples(1)
         .history_size(0)
         .max_publishers(1)
@@ -245,7 +248,7 @@ fn send(p: &Pub, data: &[u8], hdr: u64) -> Res<()> {
 /// Streaming sender: `--size`-byte samples for `--secs`, then one END sample.
 pub fn publisher(a: &Args) -> Res<()> {
     let node = node(a, "publisher")?;
-    let svc = data_service(&node, &a.service, a.depth)?;
+    let svc = data_service(a, &node, &a.service)?;
     let p = make_publisher(&svc, a.size)?;
     let notify = match a.wait {
         WaitMode::Event => {
@@ -292,7 +295,7 @@ pub fn publisher(a: &Args) -> Res<()> {
 /// Streaming receiver: takes samples until END, doing `--work` on each.
 pub fn subscriber(a: &Args) -> Res<()> {
     let node = node(a, "subscriber")?;
-    let svc = data_service(&node, &a.service, a.depth)?;
+    let svc = data_service(a, &node, &a.service)?;
     let s = make_subscriber(&svc, a.depth)?;
     let (_ev, listener) = match a.wait {
         WaitMode::Event => {
@@ -360,8 +363,8 @@ struct Pair {
 
 fn pair(a: &Args, role: &str, out: &str, inp: &str) -> Res<Pair> {
     let node = node(a, role)?;
-    let out_svc = data_service(&node, &format!("{}/{out}", a.service), a.depth)?;
-    let in_svc = data_service(&node, &format!("{}/{inp}", a.service), a.depth)?;
+    let out_svc = data_service(a, &node, &format!("{}/{out}", a.service))?;
+    let in_svc = data_service(a, &node, &format!("{}/{inp}", a.service))?;
     let p = make_publisher(&out_svc, a.size)?;
     let s = make_subscriber(&in_svc, a.depth)?;
     let (notifier, listener) = match a.wait {

@@ -57,6 +57,11 @@ pub struct Args {
     /// (and after the last one). At most `--depth`, or a full buffer would wait forever.
     #[arg(long, default_value_t = 64)]
     pub notify_every: u64,
+    /// Payload alignment in bytes (a power of two; both sides must agree). iceoryx2's
+    /// default for `[u8]` is 1; 64 (a cache line) measured slower, 4 KiB samples
+    /// 5.1 against 7.9 GB/s on one CPU.
+    #[arg(long, default_value_t = 1)]
+    pub align: usize,
     /// Polling: empty polls spent spinning before each further one yields the CPU.
     #[arg(long, default_value_t = 100)]
     pub spin: u32,
