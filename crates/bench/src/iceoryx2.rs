@@ -29,32 +29,37 @@ pub struct Stream {
     pub name: &'static str,
     /// `--work`: touch (CRC-32C in place) or same-work (copy out, CRC-32C the copy).
     work: &'static str,
-    /// `--wait`: poll, or event (the publisher notifies every [`NOTIFY_EVERY`]).
+    /// `--wait`: event (the publisher notifies every [`NOTIFY_EVERY`]), or poll.
     wait: &'static str,
 }
 
-/// The streaming rows, in table order.
+/// The streaming rows, in table order. The first two block on an iceoryx2 listener
+/// when there is nothing to take, as our reader blocks on a semaphore: measured on
+/// two CPUs that was also faster than polling up to 64 KiB (split, median of 5:
+/// 64 B 133 vs 114 MB/s, 4 KiB 7.0 vs 6.1 GB/s, 64 KiB 14.3 vs 10.6-10.8), and
+/// costs less CPU. Polling was faster at 1 MiB (11-15 vs 11 GB/s), hence the third
+/// row, the busy-polling subscriber iceoryx2's own benchmarks use.
 pub const STREAMS: [Stream; 3] = [
     Stream {
         name: "iceoryx2-touch",
         work: "touch",
-        wait: "poll",
+        wait: "event",
     },
     Stream {
         name: "iceoryx2-same-work",
         work: "same-work",
-        wait: "poll",
+        wait: "event",
     },
     Stream {
-        name: "iceoryx2-touch-notify64",
+        name: "iceoryx2-touch-poll",
         work: "touch",
-        wait: "event",
+        wait: "poll",
     },
 ];
 
-/// The blocking stream's notification period in samples (at most the buffer size:
-/// 63 at 64 KiB and 16 at 1 MiB, or a full buffer would wait for a notification
-/// that never comes).
+/// The blocking rows' notification period in samples, capped at the buffer size (63
+/// at 64 KiB, 16 at 1 MiB), or a full buffer would wait for a notification that
+/// never comes.
 const NOTIFY_EVERY: u32 = 64;
 
 /// Empty polls spent spinning before each further one yields the CPU. Measured on the
