@@ -118,6 +118,10 @@ fn main() -> ExitCode {
 }
 
 fn run(a: &Args) -> proto::Res<()> {
+    // iceoryx2 warns on stderr when no config file exists (we pass the config) and when
+    // it tidies up after a peer that has just exited; our own errors are printed anyway.
+    // IOX2_LOG_LEVEL=warn (or info, debug, trace) brings them back.
+    iceoryx2::prelude::set_log_level_from_env_or(iceoryx2::prelude::LogLevel::Error);
     if let Some(cpu) = a.cpu {
         proto::pin(cpu)?;
     }
