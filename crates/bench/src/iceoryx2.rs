@@ -81,7 +81,7 @@ pub fn locate(
     }
     if let Some(p) = explicit {
         if p.is_file() {
-            return Ok(Ok(p.to_path_buf()));
+            return Ok(Ok(std::fs::canonicalize(p)?));
         }
         return Err(format!("--iceoryx2 {}: no such file", p.display()).into());
     }
