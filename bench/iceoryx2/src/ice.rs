@@ -272,7 +272,8 @@ pub fn publisher(a: &Args) -> Res<()> {
             for _ in 0..per_check {
                 // The checksum our writer computes per frame, carried in the user header.
                 let hdr = match a.work {
-                    Work::SameWork => u64::from(crc32c(&buf)),
+                    // black_box: computed for every sample, never hoisted out of the loop.
+                    Work::SameWork => u64::from(crc32c(std::hint::black_box(&buf))),
                     Work::Touch => 0,
                 };
                 send(&p, &buf, hdr)?;
