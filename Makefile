@@ -46,9 +46,23 @@ faults:
 	$(CARGO) build --workspace --bins
 	$(CARGO) test -p e2e --no-fail-fast --test faults --test chaos -- --test-threads=4
 
-bench:
+# iceoryx2's children are a separate Cargo project (bench/iceoryx2, its own workspace
+# and lock file), so that `make test` and the main workspace never build iceoryx2.
+ICEORYX2_DIR := target/iceoryx2
+ICEORYX2_BIN := $(ICEORYX2_DIR)/release/shm-bench-iceoryx2
+
+bench: bench-iceoryx2
 	$(CARGO) build --release --workspace --bins
-	$(BIN)/shm-bench
+	$(BIN)/shm-bench --iceoryx2 $(ICEORYX2_BIN)
+
+# Only the iceoryx2 children (about a minute the first time).
+.PHONY: bench-iceoryx2 lint-iceoryx2
+bench-iceoryx2:
+	$(CARGO) build --release --manifest-path bench/iceoryx2/Cargo.toml --target-dir $(ICEORYX2_DIR)
+
+lint-iceoryx2:
+	$(CARGO) fmt --manifest-path bench/iceoryx2/Cargo.toml -- --check
+	$(CARGO) clippy --manifest-path bench/iceoryx2/Cargo.toml --target-dir $(ICEORYX2_DIR) --all-targets -- -D warnings
 
 # A CI-sized run (well under a minute): shorter runs, one repetition, two placements.
 # Its files go to target/bench-quick, so it never replaces the full run's results.

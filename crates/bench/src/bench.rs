@@ -41,7 +41,7 @@ impl Placement {
             .ok_or_else(|| format!("unknown placement {s:?} (unpinned, split, same-cpu)"))
     }
     /// The CPU for the producing (`true`) or consuming side.
-    fn cpu(self, producer: bool) -> Option<usize> {
+    pub(crate) fn cpu(self, producer: bool) -> Option<usize> {
         match self {
             Placement::Unpinned => None,
             Placement::Same => Some(0),
@@ -130,7 +130,7 @@ fn add(argv: &mut Vec<String>, flag: &str, value: impl ToString) {
     argv.push(value.to_string());
 }
 
-fn combine(results: &[runner::Fields], producers: usize) -> Measure {
+pub(crate) fn combine(results: &[runner::Fields], producers: usize) -> Measure {
     let get = |f: &runner::Fields, k: &str| f.get(k).copied().unwrap_or(0.0);
     let (prod, cons) = results.split_at(producers);
     let t0 = prod.iter().map(|f| get(f, "t0")).fold(f64::MAX, f64::min);
@@ -153,7 +153,7 @@ fn combine(results: &[runner::Fields], producers: usize) -> Measure {
 
 /// Generous upper bound for one group: the streaming time plus start-up, teardown
 /// and the library's 100 ms polls.
-fn limit(cfg: &Config) -> Duration {
+pub(crate) fn limit(cfg: &Config) -> Duration {
     Duration::from_secs_f64(cfg.secs * 4.0 + 60.0)
 }
 

@@ -7,6 +7,7 @@ mod bench;
 mod checksum;
 mod child;
 mod e2e;
+mod iceoryx2;
 mod report;
 mod runner;
 mod stats;
@@ -60,7 +61,7 @@ struct Args {
     #[arg(long)]
     no_checksum: bool,
     /// Only these transport mechanisms (comma-separated; default all). The ratio
-    /// column needs pipe-write.
+    /// column needs pipe-write. The iceoryx2 rows come on top (see --no-iceoryx2).
     #[arg(long, value_delimiter = ',', value_parser = Mech::parse)]
     mechs: Vec<Mech>,
     /// Only these placements (comma-separated: unpinned, split, same-cpu).
@@ -69,6 +70,14 @@ struct Args {
     /// Only these frame sizes in bytes (comma-separated; default 64,4096,65536,1048576).
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<usize>,
+    /// The iceoryx2 children (bench/iceoryx2; default: beside shm-bench, then
+    /// target/iceoryx2/release). Without it the iceoryx2 rows are skipped, and --quick
+    /// skips them unless this is given.
+    #[arg(long, value_name = "PATH")]
+    iceoryx2: Option<PathBuf>,
+    /// Skip the iceoryx2 rows.
+    #[arg(long)]
+    no_iceoryx2: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -190,6 +199,13 @@ fn run(args: &Args) -> Res<()> {
     for (k, v) in &machine {
         println!("#   {k}: {v}");
     }
+    let ice = iceoryx2::locate(args.iceoryx2.as_deref(), args.no_iceoryx2, quick)?;
+    let ice_note = match &ice {
+        Ok(p) => p.display().to_string(),
+        Err(why) => format!("rows skipped: {why}"),
+    };
+    println!("#   iceoryx2: {ice_note}");
+    let ice = ice.ok();
     println!(
         "#   settings: {} s per transport run, median of {}, ring batch {}, placements {}",
         cfg.secs,
@@ -259,6 +275,9 @@ fn run(args: &Args) -> Res<()> {
                 })?;
                 cell.push(bench::row("transport", mech.name(), size, place, &m));
             }
+            if let Some(exe) = &ice {
+                cell.extend(iceoryx2::transport_rows(&cfg, exe, size, place)?);
+            }
             let pipe = cell
                 .iter()
                 .find(|r| r.mechanism == Mech::PipeWrite.name())
@@ -322,6 +341,9 @@ fn run(args: &Args) -> Res<()> {
             })?;
             rows.push(bench::row("latency", name, 64, place, &m));
         }
+        if let Some(exe) = &ice {
+            rows.extend(iceoryx2::latency_rows(&cfg, exe, place)?);
+        }
     }
 
     // 5. End to end with the real binaries.
@@ -366,6 +388,7 @@ fn run(args: &Args) -> Res<()> {
                 |s| s.to_string(),
             ),
         ),
+        ("iceoryx2", ice_note),
     ];
     std::fs::write(args.out_dir.join("latest.csv"), report::csv(&rows))?;
     std::fs::write(

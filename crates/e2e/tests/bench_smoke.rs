@@ -107,6 +107,11 @@ fn quick_run_writes_every_section_and_leaves_nothing() {
         }
     }
     assert!(stdout.contains("ring 2w x 2r"), "no 2 x 2 row:\n{stdout}");
+    // --quick skips the iceoryx2 rows, and must say so.
+    assert!(
+        stdout.contains("#   iceoryx2: rows skipped: --quick"),
+        "no iceoryx2 line:\n{stdout}"
+    );
     assert!(
         stdout.contains("ring-spin50us"),
         "no latency section:\n{stdout}"
