@@ -50,6 +50,18 @@ fn assert_code_in(f: &Finished, codes: &[i32], who: &str) {
     }
 }
 
+/// The seeds of a randomised test: `default`, or only `$HOSTILE_SEED` if set (to
+/// reproduce one round).
+fn seeds(default: std::ops::RangeInclusive<u64>) -> Vec<u64> {
+    match std::env::var("HOSTILE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        Some(one) => vec![one],
+        None => default.collect(),
+    }
+}
+
 /// Asserts a bare process exited 0 (no signal, no panic exit 101).
 fn assert_status_ok(s: &std::process::ExitStatus, who: &str) {
     assert_eq!(
@@ -180,8 +192,9 @@ fn pair_with_unwritable_stderr(sink: Sink) {
     k.assert_clean();
 }
 
-// d01: stderr on /dev/full, --persist then a reader. PASSES on hostile-suite
-// (main already ignores failed stderr writes).
+// d01: stderr on /dev/full, --persist then a reader. PASSES on hostile-suite: the
+// panic ("failed printing to stderr", exit 101) does not reproduce with these
+// binaries (cli/report.rs already ignores failed stderr writes); a regression guard.
 #[test]
 fn d01_persist_writer_and_reader_with_stderr_on_dev_full() {
     persist_then_read_with_unwritable_stderr(Sink::DevFull);
@@ -325,6 +338,10 @@ fn d02b_foreign_set_with_a_process_blocked_in_semop_is_not_removed() {
         f.stderr
     );
     assert_no_crash(&f, "writer");
+    // What the set looks like now, before the sleeper is woken (its semop will set
+    // sem_otime): same id, same values, never operated on.
+    let still = semaphore::find(k.key).ok().flatten() == Some(id);
+    let seen = still.then(|| (set.values().ok(), set.stat().ok().map(|st| st.otime)));
     // Wake the sleeper the way its own program would; it must find its set.
     let woke = set.set_value(0, 1);
     let got = rx
@@ -338,7 +355,12 @@ fn d02b_foreign_set_with_a_process_blocked_in_semop_is_not_removed() {
         f.stderr
     );
     assert_eq!(f.code(), Some(3), "writer: {}", f.stderr);
-    assert_set_untouched(&k, id, &values, "writer");
+    assert_eq!(
+        seen,
+        Some((Some(values.to_vec()), Some(0))),
+        "the writer changed the foreign set (values, sem_otime)"
+    );
+    assert!(!k.in_ipcs().0, "the writer left a segment beside the set");
 }
 
 /// A zero-filled segment of the default geometry's size beside a never-operated
@@ -406,8 +428,7 @@ fn d02c_reader_leaves_foreign_blank_segment_and_set_alone() {
 // d02 (regression guard for the fix): our own creator killed -9 in its first
 // microseconds (around the creation of the set and the segment), again and again on
 // one key: the next writer still recovers what it left, the stream after it arrives
-// whole, nothing is left. PASSES on hostile-suite (slowly: each leftover set waits
-// out the 2 s grace).
+// whole, nothing is left. PASSES on hostile-suite (about 1.5 s for the 7 rounds).
 #[test]
 fn d02d_creator_killed_in_its_first_moments_is_still_recovered() {
     let k = TestKey::new();
@@ -511,12 +532,21 @@ fn absurd_spin(spin: &str) {
     );
     if !r.running() {
         let f = r.wait(SOON);
+        assert_no_crash(&f, "reader");
         assert_eq!(f.code(), Some(2), "--spin {spin} refused: {}", f.stderr);
+        // The writer (no --persist) waits for a reader: an ordinary one ends the
+        // (empty) stream.
         drop(stdin);
-        let wf = w.wait(DETECT);
-        assert_ok(&wf, "writer");
-        // Nobody read the (empty) stream: a writer without --persist waits for a
-        // reader, so it cannot have left; the guard removes its objects.
+        let r = Proc::spawn(k.reader(), Stdio::null());
+        let out = wait_all(
+            vec![("writer", w), ("reader", r)],
+            Instant::now(),
+            DETECT,
+            "after",
+        );
+        assert_ok(&out[0], "writer");
+        assert_ok(&out[1], "ordinary reader");
+        k.assert_clean();
         return;
     }
     wait_joined(&k, &mut r);
@@ -605,8 +635,8 @@ fn d03_spin_one_second_writer_killed() {
 // than 0.5 s of CPU in its first 2 s after joining, and less than 0.5 s asked of the
 // CPUs (on a CPU or queued for one: a spinner on a loaded machine gets less CPU
 // than it asks for, and must not pass for that).
-// FAILS on hostile-suite: it spins 1 s in a sched_yield loop (about 0.7 s of CPU
-// and 1 s of demand measured here).
+// FAILS on hostile-suite: it spins 1 s in a sched_yield loop (0.6-1 s of CPU and
+// 1.0 s of demand measured here).
 #[test]
 fn d03_spin_one_second_idle_reader_does_not_burn_cpu() {
     let k = TestKey::new();
@@ -745,8 +775,8 @@ fn default_key_writer(home: &Path, input: &Path, as_nobody: bool) -> Finished {
 
 // d05: root and nobody, each with a HOME that ftok($HOME, 'S') maps to the same key:
 // both writers must get their own key (exit 0, different `created key`).
-// FAILS on hostile-suite: nobody's writer finds root's objects at the shared key
-// (exit 3).
+// FAILS on hostile-suite: nobody's writer finds root's objects at the shared key:
+// exit 5, "permission denied by semctl(IPC_STAT) for key 0x5300...."
 #[test]
 fn d05_default_keys_of_two_users_do_not_collide() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -974,9 +1004,8 @@ impl Transfer {
     ) -> (Finished, Finished) {
         let since = self
             .feed
-            .ended(TIMEOUT, ctx)
-            .map_or_else(Instant::now, |(t, _)| t)
-            .max(attack_end);
+            .ended_after(attack_end, DETECT, ctx)
+            .map_or(attack_end, |t| t.max(attack_end));
         let mut out = wait_all(
             vec![("writer", self.w), ("reader", self.r)],
             since,
@@ -1017,12 +1046,13 @@ const COUNTERS: std::ops::Range<usize> = 40..112;
 // d06c: random values over the header's counters, a few hundred times during a
 // transfer, 4 seeds: both exit within DETECT of the end of input (0, 4 or 6), the
 // reader's output a prefix, nothing left.
-// FAILS on hostile-suite (HANG/LEAK: e.g. a zeroed readers_joined or a wrong
-// writers_ended keeps a process waiting).
+// FAILS on hostile-suite: seed 1 already: the reader exits 0 with everything, the
+// writer then waits forever for a reader ("all sent; waiting for a reader"): HANG.
+// HOSTILE_SEED=N runs one seed only.
 #[test]
 fn d06c_scribbled_header_counters_never_hang() {
     assert_eq!(off::WRITERS_JOINED, COUNTERS.start);
-    for seed in 1..=4u64 {
+    for seed in seeds(1..=4) {
         let k = TestKey::new();
         let ctx = format!("d06c seed {seed}");
         let t = start_transfer(
@@ -1224,7 +1254,7 @@ fn d07_inflated_filled_never_delivers_a_line_twice() {
         let attack_end = Instant::now();
         let mut since = attack_end;
         for f in feeds {
-            if let Some((t, _)) = f.ended(TIMEOUT, &ctx) {
+            if let Some(t) = f.ended_after(attack_end, DETECT, &ctx) {
                 since = since.max(t);
             }
         }
@@ -1255,10 +1285,11 @@ fn d07_inflated_filled_never_delivers_a_line_twice() {
 // d08a: random SETVALs of random members during a transfer (3 seeds): both exit
 // (documented codes) within DETECT of the end of input, the reader's output a
 // prefix, nothing left.
-// FAILS on hostile-suite (LEAK or HANG, depending on the seed).
+// FAILS on hostile-suite: seed 1 already: the reader exits 6 (frame out of order),
+// the writer sleeps in semtimedop forever: HANG. HOSTILE_SEED=N runs one seed only.
 #[test]
 fn d08a_random_setvals_leave_nothing_behind() {
-    for seed in 1..=3u64 {
+    for seed in seeds(1..=3) {
         let k = TestKey::new();
         let ctx = format!("d08a seed {seed}");
         let t = start_transfer(
@@ -1288,7 +1319,8 @@ fn d08a_random_setvals_leave_nothing_behind() {
 
 // d08b: the semaphore set removed from outside mid-transfer: both exit 4 within
 // DETECT, nothing left (the segment too).
-// FAILS on hostile-suite: see the report (LEAK of the segment).
+// FAILS on hostile-suite: both exit 4, but the segment is left at the key (LEAK,
+// in_ipcs (true, false)).
 #[test]
 fn d08b_semaphore_set_removed_mid_transfer() {
     let k = TestKey::new();
@@ -1301,7 +1333,8 @@ fn d08b_semaphore_set_removed_mid_transfer() {
 
 // d08c: the segment removed from outside mid-transfer: the pair may finish (0, all
 // delivered: the segment stays mapped for its users) or exit 4; nothing left either
-// way.
+// way. PASSES on hostile-suite (the pair finishes: 0 and 0, all delivered, the set
+// removed).
 #[test]
 fn d08c_segment_removed_mid_transfer() {
     let k = TestKey::new();

@@ -119,11 +119,15 @@ pub fn exec_with(cmd: &Command, redirections: &str) -> Command {
 /// exited) ends the feed early.
 pub struct Feed {
     done: mpsc::Receiver<(Instant, usize)>,
+    start: Instant,
+    /// How long the pauses alone take.
+    nominal: Duration,
 }
 
 /// Starts feeding `data` into `stdin` at a pace.
 pub fn feed_paced(mut stdin: ChildStdin, data: Vec<u8>, chunk: usize, pause: Duration) -> Feed {
     let (tx, done) = mpsc::channel();
+    let nominal = pause * u32::try_from(data.len().div_ceil(chunk.max(1))).unwrap_or(u32::MAX);
     std::thread::spawn(move || {
         let mut sent = 0;
         for c in data.chunks(chunk.max(1)) {
@@ -138,7 +142,11 @@ pub fn feed_paced(mut stdin: ChildStdin, data: Vec<u8>, chunk: usize, pause: Dur
         drop(stdin);
         let _ = tx.send((Instant::now(), sent));
     });
-    Feed { done }
+    Feed {
+        done,
+        start: Instant::now(),
+        nominal,
+    }
 }
 
 impl Feed {
@@ -153,10 +161,18 @@ impl Feed {
         }
         r
     }
+
+    /// When the input ended, if by `grace` after the later of `attack_end` and the
+    /// feed's own pace; `None` otherwise (the writer stopped reading: hung).
+    pub fn ended_after(self, attack_end: Instant, grace: Duration, ctx: &str) -> Option<Instant> {
+        let deadline = (self.start + self.nominal).max(attack_end) + grace;
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.ended(left, ctx).map(|(t, _)| t)
+    }
 }
 
 /// Waits for all `procs` at once. Each must exit within `bound` of `since` (`SLOW`
-/// otherwise); one still running `bound` + 10 s after `since` is killed and fails the
+/// otherwise); one still running `bound` + 5 s after `since` is killed and fails the
 /// test (`HANG`, with its threads' kernel wait channels). Returns their outcomes in
 /// order.
 pub fn wait_all(
@@ -165,7 +181,7 @@ pub fn wait_all(
     bound: Duration,
     ctx: &str,
 ) -> Vec<Finished> {
-    let hard = bound + Duration::from_secs(10);
+    let hard = bound + Duration::from_secs(5);
     let mut procs = procs;
     let mut exited: Vec<Option<Instant>> = vec![None; procs.len()];
     loop {
