@@ -1228,9 +1228,9 @@ fn start_lines_writers(k: &TestKey, n: u32, extra: &[&str]) -> Vec<Proc> {
         .collect()
 }
 
-// d07: two --lines readers, one or two --lines writers, and FILLED inflated again
-// and again: no line delivered twice, every line whole; readers 0, 4 or 6, writers
-// 0, 4 or 6; nothing left. 6 rounds.
+// d07: two --lines readers (the second joins once lines flow), one or two --lines
+// writers, and FILLED inflated again and again: no line delivered twice, every line
+// whole; readers 0, 4 or 6, writers 0, 4 or 6; nothing left. 6 rounds.
 // FAILS on hostile-suite: readers take slots that were never republished and
 // deliver stale lines a second time (DUPLICATE).
 #[test]
@@ -1242,13 +1242,12 @@ fn d07_inflated_filled_never_delivers_a_line_twice() {
         let nw = 1 + (round % 2) as u32;
         let ctx = format!("d07 round {round} ({nw} writers)");
         let writers = start_lines_writers(&k, nw, &["--slots", "16", "--slot-size", "1K"]);
-        let readers: Vec<Proc> = (0..2)
-            .map(|_| {
-                let mut c = k.reader();
-                c.arg("--tag");
-                Proc::spawn(c, Stdio::null())
-            })
-            .collect();
+        let tagged_reader = || {
+            let mut c = k.reader();
+            c.arg("--tag");
+            Proc::spawn(c, Stdio::null())
+        };
+        let first = tagged_reader();
         let mut feeds = Vec::new();
         let mut procs: Vec<(&str, Proc)> = Vec::new();
         for (i, mut w) in writers.into_iter().enumerate() {
@@ -1257,12 +1256,18 @@ fn d07_inflated_filled_never_delivers_a_line_twice() {
             feeds.push(feed_paced(stdin, data, 4096, Duration::from_millis(3)));
             procs.push((if i == 0 { "writer 1" } else { "writer 2" }, w));
         }
-        for (i, r) in readers.into_iter().enumerate() {
-            procs.push((if i == 0 { "reader 1" } else { "reader 2" }, r));
-        }
         wait_until(SOON, "the lines to flow", || {
             header_u64(k.key, off::FRAMES_CONSUMED).unwrap_or(0) >= 50
         });
+        // The second reader joins late (as readers may): it has seen nothing of any
+        // writer yet, so nothing but the protocol stops it from taking a slot that
+        // holds a line the first reader already delivered.
+        let second = tagged_reader();
+        wait_until(SOON, "the second reader to join", || {
+            sem_value(k.key, sem::READERS) == Some(2)
+        });
+        procs.push(("reader 1", first));
+        procs.push(("reader 2", second));
         let set = SemaphoreSet::open(k.key, semid(&k), sem::NAMES).expect("open");
         let mut rng = Rng::new(round + 7);
         let mut inflated = 0;
@@ -1297,7 +1302,9 @@ fn d07_inflated_filled_never_delivers_a_line_twice() {
             "{ctx}: {inflated} inflations; {n} of {} lines delivered once; writers {:?}, readers {:?}",
             nw * PER,
             wf.iter().map(Finished::describe).collect::<Vec<_>>(),
-            rf.iter().map(Finished::describe).collect::<Vec<_>>()
+            rf.iter()
+                .map(|f| format!("{} {:?}", f.describe(), error_lines(&f.stderr)))
+                .collect::<Vec<_>>()
         );
         assert_eq!(k.in_ipcs(), (false, false), "LEAK: {ctx}");
     }
