@@ -17,6 +17,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod data;
+pub mod hostile;
 pub mod ipc;
 pub mod keys;
 pub mod process;
