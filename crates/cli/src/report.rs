@@ -42,6 +42,12 @@ pub fn hint(e: &Error) -> Option<String> {
              removes leftovers of ours"
                 .into(),
         ),
+        // Whoever finds a session corrupt removes it when it proves ours; say which
+        // way it went rather than suggest a cleanup that is already done.
+        Error::Corrupt { key, .. } if nothing_at(*key) => Some(format!(
+            "something other than our pair changed the session; its objects are removed \
+             and nothing is left at {key}"
+        )),
         Error::Corrupt { key, .. } => Some(format!(
             "something other than our pair wrote to the segment; `make clean KEY={key}` \
              removes our objects at that key"
@@ -109,4 +115,10 @@ pub fn remove(name: &str, key: Option<IpcKey>, force: bool, quiet: bool) -> u8 {
         }
         Err(e) => error(name, &e),
     }
+}
+
+/// Whether neither a segment nor a semaphore set exists at `key` (a lookup only).
+fn nothing_at(key: shm_common::IpcKey) -> bool {
+    matches!(shm_common::segment::find(key), Ok(None))
+        && matches!(shm_common::semaphore::find(key), Ok(None))
 }

@@ -68,7 +68,13 @@ pub fn open_input(path: &Path) -> Result<std::fs::File> {
         what: format!("opening {}", path.display()),
         source: e,
     };
-    let fifo = std::fs::metadata(path).map_err(io)?.file_type().is_fifo();
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if meta.is_dir() {
+        // open(2) of a directory succeeds and read(2) fails: refuse before the
+        // writer creates anything at the key.
+        return Err(io(std::io::Error::from_raw_os_error(libc::EISDIR)));
+    }
+    let fifo = meta.file_type().is_fifo();
     if !fifo {
         return std::fs::File::open(path).map_err(io);
     }

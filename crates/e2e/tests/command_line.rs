@@ -284,3 +284,26 @@ fn help_lists_the_exit_codes() {
         assert!(text.contains(opt), "writer --help documents {opt}");
     }
 }
+
+/// A directory as FILE is refused (exit 1, one line naming it) before anything is
+/// created at the key: open(2) of a directory succeeds, so the check is ours.
+#[test]
+fn a_directory_as_input_is_refused_before_creating_anything() {
+    let k = TestKey::new();
+    let dir = std::env::temp_dir();
+    let mut cmd = k.writer();
+    cmd.arg("--persist").arg(&dir);
+    let f = run(cmd, SOON);
+    assert_eq!(f.code(), Some(1), "writer DIR: {}", f.stderr);
+    assert!(
+        f.stderr.contains("Is a directory") && f.stderr.contains(&*dir.to_string_lossy()),
+        "one line naming the directory: {}",
+        f.stderr
+    );
+    assert!(
+        !f.stderr.contains("created"),
+        "nothing created: {}",
+        f.stderr
+    );
+    k.assert_clean();
+}

@@ -283,11 +283,13 @@ impl<'a> Consumer<'a> {
             None
         };
         if let Some(snap) = confirmed {
-            let lost = snap.lost_writers();
+            let lost = snap
+                .lost_writers()
+                .map_or_else(String::new, |n| format!(" ({n} writer(s) lost)"));
             return Err(Error::PeerGone {
                 key: self.s.key(),
                 detail: format!(
-                    "the writer died or stopped before the end of the stream ({lost} writer(s) lost); \
+                    "the writer died or stopped before the end of the stream{lost}; \
                      delivered {} frames, {} bytes, every one complete and in order",
                     self.frames, self.bytes
                 ),

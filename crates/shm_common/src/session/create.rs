@@ -61,6 +61,7 @@ impl Session {
             created: true,
             joined: false,
             ended: Cell::new(false),
+            reader_came: Cell::new(false),
             pid: std::process::id() as i32,
         };
         if let Err(e) = s.initialise(opts) {

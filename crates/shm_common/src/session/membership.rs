@@ -135,23 +135,29 @@ impl Session {
             // from outside: the session can never be joined.
             let snap = self.snapshot()?;
             if snap.live_writers() + snap.live_readers() == 0 {
-                if opts.role == Role::Writer && self.sole_attach()? {
-                    self.check_ours_to_remove()?;
+                // Broken for good: whoever finds it removes it, if it proves ours and
+                // nobody else is attached. A writer then starts afresh; a reader has
+                // lost the stream it came for, and says so.
+                let removable = self.sole_attach()? && self.check_ours_to_remove().is_ok();
+                let ids = discover::ipcrm_hint(Some(self.segment().id()), Some(self.sems.id()))
+                    .unwrap_or_default();
+                if removable {
                     note(format!(
-                        "recovering broken objects at key {}: both mutexes closed and nobody alive to open them; removing {}",
+                        "recovering broken objects at key {}: both mutexes closed and nobody alive to open them; removing {ids}",
                         self.key,
-                        discover::ipcrm_hint(Some(self.segment().id()), Some(self.sems.id()))
-                            .unwrap_or_default()
                     ));
                     self.remove_objects()?;
-                    return Ok(false);
+                    if opts.role == Role::Writer {
+                        return Ok(false);
+                    }
                 }
                 return Err(Error::Corrupt {
                     key: self.key,
                     detail: format!(
                         "the session's mutexes have stayed closed for {} s and no process is alive to open them: \
-                         the semaphores were changed from outside",
-                        JOIN_PATIENCE.as_secs()
+                         the semaphores were changed from outside{}",
+                        JOIN_PATIENCE.as_secs(),
+                        if removable { "; its stream is lost" } else { "" }
                     ),
                 });
             }
@@ -334,7 +340,8 @@ impl Session {
             let persisted = self.role == Role::Writer
                 && finished
                 && snap.state == Some(State::Ended)
-                && snap.readers_joined == 0;
+                && snap.readers_joined == 0
+                && !self.reader_came.get();
             let mut departure = Departure::Left;
             if others == 0 && !persisted {
                 // The explicit, named removal: nobody else is attached to the session

@@ -146,6 +146,10 @@ pub struct Session {
     /// Set once our END/FINAL is published with `{ENDED, +1, SEM_UNDO}`, so that
     /// leaving lowers ENDED again.
     ended: Cell<bool>,
+    /// A writer's own memory that a reader has come (the header's reader counts can
+    /// be scribbled on; what we saw cannot): once set, leaving never keeps the
+    /// objects for a reader that has already taken the stream.
+    reader_came: Cell<bool>,
     pid: i32,
 }
 
@@ -252,6 +256,7 @@ impl Session {
             created: false,
             joined: false,
             ended: Cell::new(false),
+            reader_came: Cell::new(false),
             pid: std::process::id() as i32,
         }
     }
@@ -303,6 +308,12 @@ impl Session {
     /// Records that our END/FINAL frame was published (with `{ENDED, +1, SEM_UNDO}`).
     pub(crate) fn mark_ended(&self) {
         self.ended.set(true);
+    }
+
+    /// Records that a reader has come to this session (seen by the writer while it
+    /// waited at the end of its stream).
+    pub(crate) fn mark_reader_came(&self) {
+        self.reader_came.set(true);
     }
     /// Our pid.
     pub(crate) fn pid(&self) -> i32 {

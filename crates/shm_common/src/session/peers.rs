@@ -11,6 +11,11 @@ use crate::header::Counters;
 use crate::layout::{self, sem, State};
 use std::sync::atomic::Ordering;
 
+/// More joins than any real session sees (a writer id is a `u32`, but a million
+/// writers in one session would take hours of joining): above it, a count was
+/// written over.
+const PLAUSIBLE_JOINS: u32 = 1 << 20;
+
 /// A picture of the session's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Snapshot {
@@ -45,9 +50,15 @@ impl Snapshot {
     }
     /// Writers that are gone without having sent their END frame (died or were
     /// interrupted): joined, minus those that ended, minus those still sending.
-    pub fn lost_writers(&self) -> u32 {
-        let not_ended = self.writers_joined.saturating_sub(self.writers_ended);
-        not_ended.saturating_sub(self.writers_still_sending())
+    /// `None` when the header's counts are impossible (more writers ended than ever
+    /// joined, or more joined than one session could ever hold): a peer wrote over
+    /// them, and a count made of them would be a made-up number.
+    pub fn lost_writers(&self) -> Option<u32> {
+        if self.writers_ended > self.writers_joined || self.writers_joined > PLAUSIBLE_JOINS {
+            return None;
+        }
+        let not_ended = self.writers_joined - self.writers_ended;
+        Some(not_ended.saturating_sub(self.writers_still_sending()))
     }
     /// Live writers that have not yet sent their END frame: WRITERS - ENDED, both
     /// kept by the kernel, so a writer that dies after its END leaves no trace.

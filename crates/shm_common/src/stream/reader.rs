@@ -103,5 +103,13 @@ fn drain(
         None => session.snapshot()?,
     };
     let (frames, bytes) = consumer.totals();
-    Ok((frames, bytes, snap.lost_writers()))
+    let lost = snap.lost_writers().ok_or_else(|| Error::Corrupt {
+        key: session.key(),
+        detail: format!(
+            "the header's writer counts are impossible (joined {}, ended {}); \
+             delivered {frames} frames ({bytes} bytes), each checked",
+            snap.writers_joined, snap.writers_ended
+        ),
+    })?;
+    Ok((frames, bytes, lost))
 }

@@ -262,6 +262,9 @@ fn finish_stream(
         filled_after_end.get_or_insert(filled);
         let reader_came =
             snap.readers_joined > 0 || snap.readers_finished > 0 || snap.live_readers() > 0 || took;
+        if reader_came {
+            session.mark_reader_came();
+        }
         if session.persist() || reader_came {
             break reader_came;
         }
