@@ -27,8 +27,8 @@ pub fn hint(e: &Error) -> Option<String> {
         )),
         Error::Permission { key, .. } => Some(format!(
             "the objects at key {key} belong to another user or have a narrower mode \
-             (see `ipcs -m -s -i <id>`); use your own key with --key, or ask the owner \
-             to start the writer with --mode"
+             (`ipcs -m -s` lists owners and modes); use your own key (leave out --key), \
+             or ask the owner to start the writer with --mode 666"
         )),
         Error::Conflict {
             remove_hint: Some(cmd),

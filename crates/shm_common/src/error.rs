@@ -54,14 +54,14 @@ pub enum Error {
     },
 
     /// The kernel refused access (EACCES/EPERM).
-    #[error("permission denied by {call} for key {key} (owner uid {owner})")]
+    #[error("permission denied by {call} for key {key}{}", owner_text(.owner))]
     Permission {
         /// The call that was refused.
         call: &'static str,
         /// The key.
         key: IpcKey,
-        /// Owner uid of the object, when it could be read (otherwise -1).
-        owner: i64,
+        /// Owner uid of the object, when it could be found out.
+        owner: Option<u32>,
     },
 
     /// An object at the key is not one of ours, or is ours but not in a state we may
@@ -133,6 +133,11 @@ pub enum Error {
     },
 }
 
+/// ` (owner uid N)` when the owner is known, nothing otherwise.
+fn owner_text(owner: &Option<u32>) -> String {
+    owner.map_or_else(String::new, |uid| format!(" (owner uid {uid})"))
+}
+
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -143,7 +148,7 @@ impl Error {
             libc::EACCES | libc::EPERM => Error::Permission {
                 call: e.call,
                 key,
-                owner: -1,
+                owner: crate::sysvipc::owner(key),
             },
             libc::ENOSPC => Error::Limit {
                 call: e.call,

@@ -71,6 +71,7 @@ pub mod semaphore;
 pub mod session;
 pub mod stream;
 mod sys;
+mod sysvipc;
 pub mod trace;
 pub mod view;
 

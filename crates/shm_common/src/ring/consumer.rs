@@ -289,7 +289,7 @@ impl<'a> Consumer<'a> {
             return Err(Error::PeerGone {
                 key: self.s.key(),
                 detail: format!(
-                    "the writer died or stopped before the end of the stream{lost}; \
+                    "the writer left before the end of its stream (interrupted, killed or crashed){lost}; \
                      delivered {} frames, {} bytes, every one complete and in order",
                     self.frames, self.bytes
                 ),
@@ -299,7 +299,7 @@ impl<'a> Consumer<'a> {
             let stopped = self.s.stopped_peers(ROLE_WRITER);
             if !stopped.is_empty() {
                 (self.note)(format!(
-                    "writer pid {stopped:?} is stopped (SIGSTOP?); waiting for it to continue"
+                    "writer pid {stopped:?} is stopped (Ctrl-Z or SIGSTOP); waiting until it continues (`fg`, or `kill -CONT PID`)"
                 ));
                 self.said_stopped = true;
             }

@@ -409,7 +409,7 @@ impl<'a> Producer<'a> {
             let stopped = self.s.stopped_peers(ROLE_READER);
             if !stopped.is_empty() {
                 (self.note)(format!(
-                    "reader pid {stopped:?} is stopped (SIGSTOP?); waiting for it to continue"
+                    "reader pid {stopped:?} is stopped (Ctrl-Z or SIGSTOP); waiting until it continues (`fg`, or `kill -CONT PID`)"
                 ));
                 self.said_stopped = true;
             }

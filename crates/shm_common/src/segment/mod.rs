@@ -215,7 +215,7 @@ impl Segment {
             libc::EACCES => Error::Permission {
                 call: "shmat",
                 key,
-                owner: i64::from(st.uid),
+                owner: Some(st.uid),
             },
             _ => Error::sys(key, e),
         })?;

@@ -65,7 +65,7 @@ impl Session {
                 return Err(Error::PeerGone {
                     key: self.key,
                     detail:
-                        "a peer has held the session's mutexes for too long (stopped with SIGSTOP?)"
+                        "a peer has held the session's mutexes for too long (a process stopped with Ctrl-Z or SIGSTOP?)"
                             .into(),
                 });
             }
@@ -205,7 +205,7 @@ impl Session {
                 return Err(Error::Conflict {
                     key,
                     detail: if persisted {
-                        "a finished stream is waiting there for its reader (run `reader`)".into()
+                        format!("a finished stream is waiting there for its reader (run `reader --key {key}`)")
                     } else {
                         "the stream there has ended and its readers are draining it".into()
                     },
@@ -217,7 +217,7 @@ impl Session {
                 });
             }
             if !self.shared || !opts.shared {
-                return Err(self.exclusive_conflict(opts.role));
+                return Err(self.exclusive_conflict(opts));
             }
         } else if !self.shared && snap.readers_joined > 0 {
             if nobody_alive {
@@ -227,7 +227,7 @@ impl Session {
                 self.remove_objects()?;
                 return Ok(JoinStep::Removed);
             }
-            return Err(self.exclusive_conflict(opts.role));
+            return Err(self.exclusive_conflict(opts));
         }
         let h = self.header();
         let r = Ordering::Relaxed;
@@ -280,8 +280,9 @@ impl Session {
         })
     }
 
-    fn exclusive_conflict(&self, role: Role) -> Error {
-        let pids = self.peer_pids(role.code());
+    /// The refusal of a second writer or reader, worded for who asks and why.
+    fn exclusive_conflict(&self, opts: &super::OpenOptions) -> Error {
+        let pids = self.peer_pids(opts.role.code());
         let who = if pids.is_empty() {
             String::new()
         } else {
@@ -293,13 +294,23 @@ impl Session {
                     .join(", ")
             )
         };
-        let role = role.name();
+        let detail = match opts.role {
+            Role::Writer if self.shared => format!(
+                "a --lines session is there{who}: join it with --lines (each line one message), \
+                 or pick another key"
+            ),
+            Role::Writer => format!(
+                "a writer{who} is already sending a byte stream there, and a byte stream has one writer; \
+                 writers share a key only when all of them, the first included, use --lines"
+            ),
+            Role::Reader => format!(
+                "a reader{who} already takes the byte stream there, and a byte stream goes to one reader \
+                 (a second would get every other piece); pick another key"
+            ),
+        };
         Error::Conflict {
             key: self.key,
-            detail: format!(
-                "a {role}{who} already uses this byte-stream session, which allows one writer and one reader; \
-                 start every writer with --lines to share a session"
-            ),
+            detail,
             remove_hint: None,
         }
     }

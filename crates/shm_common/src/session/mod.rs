@@ -55,12 +55,6 @@ pub enum Role {
 }
 
 impl Role {
-    fn name(self) -> &'static str {
-        match self {
-            Role::Writer => "writer",
-            Role::Reader => "reader",
-        }
-    }
     fn count_member(self) -> u16 {
         match self {
             Role::Writer => sem::WRITERS,
