@@ -13,163 +13,47 @@ use shm_cli::keys::Range;
 use shm_common::layout::sem;
 use shm_common::{segment, semaphore};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use support::tmux::{require_tmux, Tmux};
 use support::*;
 
-/// A tmux server of this test's own, killed (with what runs in it) on drop.
-struct Tmux {
-    socket: String,
-    /// Where the server's socket is (tmux leaves the file behind when killed).
-    socket_path: String,
-    /// The shell's `stty -g` before and after the inspector.
-    stty_before: TempFile,
-    stty_after: TempFile,
-}
-
-impl Tmux {
-    /// A detached session of `cols` x `rows` whose shell prints a marker, runs
-    /// `shm-inspect ARGS`, then prints `EXIT=<its exit code>` and stays (a
-    /// `sleep`), so that the pane can still be read after the inspector is gone.
-    fn run_inspector(cols: u16, rows: u16, args: &str) -> Tmux {
-        // Short: a socket's path has room for about 100 bytes.
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let socket = format!("shm-inspect-{}-{n}", std::process::id());
-        let mut t = Tmux {
-            socket,
-            socket_path: String::new(),
-            stty_before: TempFile::new(b""),
-            stty_after: TempFile::new(b""),
-        };
-        let script = format!(
-            "echo BEFORE-THE-VIEW; stty -g > {before}; {bin} {args}; echo EXIT=$?; stty -g > {after}; exec sleep 600",
-            before = t.stty_before.path.display(),
-            after = t.stty_after.path.display(),
-            bin = bin("shm-inspect").display(),
-        );
-        let (c, r) = (cols.to_string(), rows.to_string());
-        let o = t.tmux(&["new-session", "-d", "-x", &c, "-y", &r, "sh", "-c", &script]);
-        assert!(
-            o.status.success(),
-            "tmux new-session: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        t.socket_path = t.var("socket_path");
-        t
-    }
-
-    fn tmux(&self, args: &[&str]) -> std::process::Output {
-        // -f /dev/null: no user configuration changes what is drawn.
-        let mut c = Command::new("tmux");
-        c.args(["-L", &self.socket, "-f", "/dev/null"])
-            .args(args)
-            .env("TERM", "xterm-256color")
-            // Run from inside tmux, the test's server is still its own.
-            .env_remove("TMUX")
-            .stdin(Stdio::null());
-        let f = run(c, SOON);
-        std::process::Output {
-            status: f.status,
-            stdout: f.stdout,
-            stderr: f.stderr.into_bytes(),
-        }
-    }
-
-    /// What the pane shows now, wrapped lines joined, trailing blank lines cut.
-    fn screen(&self) -> String {
-        let o = self.tmux(&["capture-pane", "-p", "-J"]);
-        let text = String::from_utf8_lossy(&o.stdout).into_owned();
-        text.trim_end_matches('\n').to_string() + "\n"
-    }
-
-    /// A format variable of the pane (`alternate_on`, `pane_pid`...).
-    fn var(&self, name: &str) -> String {
-        let o = self.tmux(&["display-message", "-p", &format!("#{{{name}}}")]);
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    }
-
-    /// Types `key` (a tmux key name: `q`, `C-c`).
-    fn key(&self, key: &str) {
-        assert!(self.tmux(&["send-keys", key]).status.success());
-    }
-
-    /// Polls the screen until `pred` holds, at most `limit`; returns that screen.
-    fn wait_screen(&self, limit: Duration, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let mut last = String::new();
-        let found = eventually(limit, || {
-            last = self.screen();
-            pred(&last).then(|| last.clone())
-        });
-        found.unwrap_or_else(|| panic!("HANG: timed out waiting for {what}; the screen:\n{last}"))
-    }
-
-    /// The pid of the inspector running in the pane's shell.
-    fn inspector_pid(&self) -> i32 {
-        let shell: i32 = self.var("pane_pid").parse().expect("pane_pid");
-        let children = || {
-            std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
-                .unwrap_or_default()
-        };
-        eventually(SOON, || {
-            children()
-                .split_whitespace()
-                .filter_map(|p| p.parse::<i32>().ok())
-                .find(|&p| {
-                    std::fs::read_to_string(format!("/proc/{p}/comm"))
-                        .is_ok_and(|c| c.trim() == "shm-inspect")
-                })
-        })
-        .expect("the inspector in the pane")
-    }
-
-    /// After the inspector quit: back on the normal screen, which shows what it
-    /// showed before (and nothing of the view), exit code 0, and the terminal's
-    /// settings as they were (no raw mode left behind).
-    fn assert_restored(&self, key: &str) {
-        let screen = self.wait_screen(SOON, "the exit code", |s| s.contains("EXIT="));
-        assert!(screen.contains("EXIT=0"), "{screen}");
-        assert!(
-            screen.contains("BEFORE-THE-VIEW"),
-            "the normal screen is not back:\n{screen}"
-        );
-        assert!(
-            !screen.contains(&format!("key {key}:")),
-            "the view is still shown:\n{screen}"
-        );
-        assert_eq!(
-            self.var("alternate_on"),
-            "0",
-            "still on the alternate screen"
-        );
-        let after = || String::from_utf8_lossy(&self.stty_after.read()).into_owned();
-        wait_until(SOON, "the shell's stty record", || !after().is_empty());
-        assert_eq!(
-            String::from_utf8_lossy(&self.stty_before.read()),
-            after(),
-            "the terminal's settings changed (raw mode left on?)"
-        );
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        // SIGHUP to the pane's shell and what it runs, then the server exits.
-        let _ = self.tmux(&["kill-server"]);
-        if !self.socket_path.is_empty() {
-            let _ = std::fs::remove_file(&self.socket_path);
-        }
-    }
-}
-
-/// tmux is there (Debian package `tmux`), or the test is skipped (fails under
-/// CI=true).
-fn require_tmux() -> bool {
-    require(
-        "tmux",
-        "tmux",
-        &["tmux", "-V"],
-        "run shm-inspect --watch on a terminal emulator and read its screen",
+/// A pane of `cols` x `rows` whose shell prints a marker, runs `shm-inspect
+/// ARGS`, then prints `EXIT=<its exit code>` and stays, so that the pane can still
+/// be read after the inspector is gone.
+fn run_inspector(cols: u16, rows: u16, args: &str) -> Tmux {
+    Tmux::run_program(
+        cols,
+        rows,
+        &format!("{} {args}", bin("shm-inspect").display()),
     )
+}
+
+/// The pid of the inspector running in the pane's shell.
+fn inspector_pid(t: &Tmux) -> i32 {
+    t.child_named("shm-inspect")
+}
+
+/// After the inspector quit: back on the normal screen, which shows what it
+/// showed before (and nothing of the view), exit code 0, and the terminal's
+/// settings as they were (no raw mode left behind).
+fn assert_restored(t: &Tmux, key: &str) {
+    let screen = t.wait_screen(SOON, "the exit code", |s| s.contains("EXIT="));
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    assert!(
+        screen.contains("BEFORE-THE-VIEW"),
+        "the normal screen is not back:\n{screen}"
+    );
+    assert!(
+        !screen.contains(&format!("key {key}:")),
+        "the view is still shown:\n{screen}"
+    );
+    assert_eq!(t.var("alternate_on"), "0", "still on the alternate screen");
+    let after = || String::from_utf8_lossy(&t.stty_after.read()).into_owned();
+    wait_until(SOON, "the shell's stty record", || !after().is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&t.stty_before.read()),
+        after(),
+        "the terminal's settings changed (raw mode left on?)"
+    );
 }
 
 /// A live session at `k` with a ring of `slots` slots of 4 KiB: a reader stopped
@@ -243,7 +127,7 @@ fn at_80x24_a_ring_of_1024_slots_fits_a_stopped_reader_shows_and_q_restores_the_
     // More than the ring holds: full, and the writer asleep on FREE.
     let (_writer, reader) = stopped_reader_session(&k, 1024, 5 << 20);
     let key = k.arg();
-    let t = Tmux::run_inspector(80, 24, &format!("--key {key} --watch 0.25"));
+    let t = run_inspector(80, 24, &format!("--key {key} --watch 0.25"));
     let pid = reader.pid();
     let screen = t.wait_screen(SOON, "the watch view", |s| {
         s.contains(&format!("reader pid {pid} id 1 stopped")) && s.contains("1 writer asleep")
@@ -269,7 +153,7 @@ fn at_80x24_a_ring_of_1024_slots_fits_a_stopped_reader_shows_and_q_restores_the_
     assert!(screen.contains("every 0.25 s, q quits"), "{screen}");
     assert!(screen.contains("WRITE_MUTEX") && screen.contains("READ_MUTEX"));
     t.key("q");
-    t.assert_restored(&key);
+    assert_restored(&t, &key);
 }
 
 #[test]
@@ -280,7 +164,7 @@ fn a_half_width_pane_gets_the_compact_view_and_ctrl_c_quits_with_0() {
     let k = TestKey::in_range(Range::INSPECT);
     let (_writer, reader) = stopped_reader_session(&k, 1024, 256 << 10);
     let key = k.arg();
-    let t = Tmux::run_inspector(40, 24, &format!("--key {key} --watch"));
+    let t = run_inspector(40, 24, &format!("--key {key} --watch"));
     let pid = reader.pid();
     let screen = t.wait_screen(SOON, "the compact view", |s| {
         s.contains(&format!("reader pid {pid} id 1 stopped"))
@@ -291,7 +175,7 @@ fn a_half_width_pane_gets_the_compact_view_and_ctrl_c_quits_with_0() {
     assert!(screen.contains("\nWRITE_MUTEX free\n"), "{screen}");
     assert!(screen.contains("\nREAD_MUTEX  free\n"), "{screen}");
     t.key("C-c");
-    t.assert_restored(&key);
+    assert_restored(&t, &key);
 }
 
 #[test]
@@ -310,7 +194,7 @@ fn killed_peers_leave_an_abandoned_session_named_with_its_removal_command() {
     let semid = semaphore::find(k.key).expect("semget").expect("a set");
     let key = k.arg();
     let ipcrm = format!("ipcrm -m {shmid} -s {semid}");
-    let t = Tmux::run_inspector(80, 24, &format!("--key {key} --watch 0.5"));
+    let t = run_inspector(80, 24, &format!("--key {key} --watch 0.5"));
     let screen = t.wait_screen(SOON, "the abandoned note", |s| s.contains(&ipcrm));
     eprintln!("abandoned:\n{screen}");
     assert_fits(&screen, &key, "ours - abandoned", 80, 24);
@@ -325,8 +209,8 @@ fn killed_peers_leave_an_abandoned_session_named_with_its_removal_command() {
     );
     assert!(screen.contains(" gone"), "{screen}");
     // SIGTERM from elsewhere (the pane closing, `kill`) restores the terminal too.
-    send_sig(t.inspector_pid(), Signal::SIGTERM);
-    t.assert_restored(&key);
+    send_sig(inspector_pid(&t), Signal::SIGTERM);
+    assert_restored(&t, &key);
     // Still there: the inspector only looks. The command it named removes them.
     assert_eq!(k.in_ipcs(), (true, true));
     let (code, _, err) = bash(&ipcrm);

@@ -3,14 +3,15 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use shm_cli::{exit, explain, parse, progress, report, signals, stdio};
+use shm_cli::{args, exit, explain, parse, progress, report, signals, stdio};
 use shm_common::{stream, IpcKey};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 /// Receive the stream a `writer` sends through a System V shared-memory segment and
 /// write it to standard output; waits for the writer if it has not started yet.
 #[derive(Parser, Debug)]
-#[command(version, after_help = exit::READER_HELP)]
+#[command(version, after_help = exit::READER_HELP, max_term_width = 80)]
 struct Args {
     /// IPC key: 0x1234abcd, decimal, or path:FILE (ftok(FILE, 'S')). Default: 0x53 and
     /// the low 24 bits of your uid (0x530003e8 for uid 1000), one per user.
@@ -41,8 +42,33 @@ struct Args {
     quiet: bool,
 }
 
+/// Writer options a reader is given by mistake, and what to say instead of clap's
+/// nearest-spelling guess.
+const WRITER_OPTIONS: &[args::Misplaced] = &[
+    args::Misplaced {
+        flag: "--persist",
+        hint: "--persist is a writer option (the writer finishes without waiting and the \
+               stream waits in the kernel); a reader always waits for its writer",
+    },
+    args::Misplaced {
+        flag: "--lines",
+        hint: "--lines is a writer option; a reader takes a --lines session as it is \
+               (add --tag to see which writer sent each line)",
+    },
+    args::Misplaced {
+        flag: "--slots",
+        hint: "the writer that creates the session picks its geometry (--slots, \
+               --slot-size); a reader takes it from the header",
+    },
+    args::Misplaced {
+        flag: "--slot-size",
+        hint: "the writer that creates the session picks its geometry (--slots, \
+               --slot-size); a reader takes it from the header",
+    },
+];
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = args::parse("reader", WRITER_OPTIONS);
     ExitCode::from(report::finish("reader", run(&args), args.quiet))
 }
 
@@ -64,21 +90,21 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
         spin: Some(std::time::Duration::from_micros(args.spin)),
         delay: std::time::Duration::from_millis(args.delay),
     };
+    let progress = progress::Progress::new(
+        None,
+        progress::Quiet {
+            asked: args.quiet,
+            explaining: args.explain,
+            terminal_busy: std::io::stdout().is_terminal(),
+        },
+    );
     let quiet = args.quiet;
-    let note = move |m: String| {
+    let note = |m: String| {
         if !quiet {
-            report::note("reader", &m);
+            progress.note("reader", &m);
         }
     };
-    let bar = progress::bar(None, args.quiet);
-    let progress = |n: u64| {
-        if let Some(b) = &bar {
-            b.set_position(n);
-        }
-    };
-    let result = stream::run_reader(&cfg, &mut output, &note, &progress);
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    let result = stream::run_reader(&cfg, &mut output, &note, &|n| progress.update(n));
+    progress.finish();
     result
 }

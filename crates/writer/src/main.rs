@@ -3,8 +3,9 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use shm_cli::{exit, explain, parse, progress, report, signals, stdio};
+use shm_cli::{args, exit, explain, parse, progress, report, signals, stdio};
 use shm_common::{layout, stream, Geometry, IpcKey};
+use std::io::IsTerminal;
 use std::os::fd::AsFd;
 use std::process::ExitCode;
 
@@ -16,7 +17,7 @@ use std::process::ExitCode;
 /// semaphore set. With --lines each line is a message and several writers may share
 /// the key.
 #[derive(Parser, Debug)]
-#[command(version, after_help = exit::WRITER_HELP)]
+#[command(version, after_help = exit::WRITER_HELP, max_term_width = 80)]
 struct Args {
     /// File to send; standard input if absent.
     file: Option<std::path::PathBuf>,
@@ -67,8 +68,21 @@ struct Args {
     quiet: bool,
 }
 
+/// Reader options a writer is given by mistake, and what to say instead of clap's
+/// nearest-spelling guess.
+const READER_OPTIONS: &[args::Misplaced] = &[
+    args::Misplaced {
+        flag: "--tag",
+        hint: "--tag is a reader option (it prefixes each line with its writer)",
+    },
+    args::Misplaced {
+        flag: "--spin",
+        hint: "--spin is a reader option (how long a reader watches for data before sleeping)",
+    },
+];
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = args::parse("writer", READER_OPTIONS);
     if args.remove {
         return ExitCode::from(report::remove("writer", args.key, args.force, args.quiet));
     }
@@ -100,12 +114,6 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
         max_batch: args.batch,
         delay: std::time::Duration::from_millis(args.delay),
     };
-    let quiet = args.quiet;
-    let note = move |m: String| {
-        if !quiet {
-            report::note("writer", &m);
-        }
-    };
     let mut input: Box<dyn stream::Input> = match &args.file {
         Some(path) => Box::new(stdio::open_input(path)?),
         // Standard input unbuffered, as a plain File on fd 0: the writer waits for input
@@ -130,15 +138,21 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
         .and_then(|p| std::fs::metadata(p).ok())
         .filter(|m| m.is_file())
         .map(|m| m.len());
-    let bar = progress::bar(total, args.quiet);
-    let progress = |n: u64| {
-        if let Some(b) = &bar {
-            b.set_position(n);
+    let progress = progress::Progress::new(
+        total,
+        progress::Quiet {
+            asked: args.quiet,
+            explaining: args.explain,
+            terminal_busy: args.file.is_none() && std::io::stdin().is_terminal(),
+        },
+    );
+    let quiet = args.quiet;
+    let note = |m: String| {
+        if !quiet {
+            progress.note("writer", &m);
         }
     };
-    let result = stream::run_writer(&cfg, &mut *input, &note, &progress);
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    let result = stream::run_writer(&cfg, &mut *input, &note, &|n| progress.update(n));
+    progress.finish();
     result
 }

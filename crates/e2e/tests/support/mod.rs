@@ -23,6 +23,7 @@ pub mod keys;
 pub mod process;
 pub mod scenario;
 pub mod skip;
+pub mod tmux;
 pub mod wait;
 
 pub use data::*;
