@@ -5,7 +5,7 @@ BIN := target/release
 # A fresh key for the demo, so it never meets another run (or another user).
 DEMO_KEY ?= 0x5e$(shell printf '%06x' $$(( $$$$ & 0xffffff )))
 
-.PHONY: all setup build run test lint bench clean
+.PHONY: all setup build run lab lab-clean test lint bench clean
 
 all: build
 
@@ -18,6 +18,15 @@ build:
 
 run: setup build
 	@bash scripts/demo.sh "$(BIN)" "$(DEMO_KEY)"
+
+# The lab: writer, reader and the live inspector in three tmux panes on a fresh key,
+# in slow motion, with the exercises (docs/lab.md) in a second window. See README.md.
+lab: setup build
+	@bash scripts/lab.sh "$(BIN)"
+
+# After a detached lab: removes what is left at its key (KEY=0x...).
+lab-clean:
+	@$(BIN)/writer --remove --force --key $(KEY)
 
 # Integration tests spawn the real binaries, the library's examples and the C peer
 # (peers/c, built into target/c), so build them first (debug profile). A test that

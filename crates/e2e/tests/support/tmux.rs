@@ -26,12 +26,8 @@ pub struct Tmux {
 impl Tmux {
     /// A detached session of `cols` x `rows` running `sh -c SCRIPT` in its one pane.
     pub fn new_session(cols: u16, rows: u16, script: &str) -> Tmux {
-        // Short: a socket's path has room for about 100 bytes.
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let socket = format!("shm-e2e-{}-{n}", std::process::id());
         let mut t = Tmux {
-            socket,
+            socket: Self::fresh_socket(),
             socket_path: String::new(),
             stty_before: TempFile::new(b""),
             stty_after: TempFile::new(b""),
@@ -45,6 +41,25 @@ impl Tmux {
         );
         t.socket_path = t.var("socket_path");
         t
+    }
+
+    /// The server on socket `socket` that something else (a script under test)
+    /// starts; it is killed on drop like ours.
+    pub fn on_socket(socket: &str) -> Tmux {
+        Tmux {
+            socket: socket.to_string(),
+            socket_path: String::new(),
+            stty_before: TempFile::new(b""),
+            stty_after: TempFile::new(b""),
+        }
+    }
+
+    /// A fresh socket name for a server of this test's own.
+    pub fn fresh_socket() -> String {
+        // Short: a socket's path has room for about 100 bytes.
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("shm-e2e-{}-{n}", std::process::id())
     }
 
     /// A pane whose shell prints a marker, records `stty -g`, runs `COMMAND`, then
@@ -191,6 +206,9 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
+        if self.socket_path.is_empty() {
+            self.socket_path = self.var("socket_path");
+        }
         // SIGHUP to the panes' shells and what they run, then the server exits.
         let _ = self.tmux(&["kill-server"]);
         if !self.socket_path.is_empty() {
