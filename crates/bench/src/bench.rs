@@ -94,6 +94,8 @@ pub struct Measure {
     pub secs: f64,
     /// CPU seconds of all children during the measured part.
     pub cpu_secs: f64,
+    /// End to end: CPU seconds of the reader process alone, if the run had one.
+    pub reader_cpu_secs: Option<f64>,
     /// Largest peak RSS of any child, KiB.
     pub rss_kib: u64,
     /// Ping-pong: round-trip percentiles, µs.
@@ -148,6 +150,7 @@ pub(crate) fn combine(results: &[runner::Fields], producers: usize) -> Measure {
             .unwrap_or(0),
         p50_us: us("p50_ns"),
         p99_us: us("p99_ns"),
+        reader_cpu_secs: None,
     }
 }
 
@@ -326,11 +329,13 @@ pub fn row(section: &'static str, mech: &str, size: usize, place: Placement, m: 
         mbps: m.bytes / m.secs / 1e6,
         ratio: None,
         cpu_s_per_gib: (gib > 0.0).then(|| m.cpu_secs / gib),
+        reader_cpu_s_per_gib: m.reader_cpu_secs.filter(|_| gib > 0.0).map(|c| c / gib),
         rss_kib: Some(m.rss_kib),
         p50_us: m.p50_us,
         p99_us: m.p99_us,
         secs: m.secs,
         bytes: m.bytes as u64,
+        ..Row::default()
     }
 }
 

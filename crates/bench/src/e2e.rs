@@ -276,6 +276,7 @@ fn once(variant: &str, src: &Path, out: &Path, place: Placement) -> Res<Measure>
         bytes: get("bytes"),
         secs: ((get("t1") - get("t0")) / 1e9).max(1e-9),
         cpu_secs: get("cpu_ns") / 1e9,
+        reader_cpu_secs: None,
         rss_kib: get("maxrss_kib") as u64,
         p50_us: None,
         p99_us: None,

@@ -242,6 +242,7 @@ fn run(args: &Args) -> Res<()> {
             p99_us: None,
             secs: 0.0,
             bytes: 0,
+            ..Row::default()
         });
     }
 
