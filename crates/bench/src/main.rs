@@ -112,7 +112,26 @@ fn main() -> ExitCode {
     }
 }
 
-/// CPU model, CPU count and kernel, for the report.
+/// The vector extensions the CRC-32C kernels and the copies can use, as the header
+/// lists them.
+const VECTOR_FLAGS: [&str; 5] = ["sse4_2", "pclmulqdq", "avx2", "avx512f", "vpclmulqdq"];
+
+/// "sse4_2=yes pclmulqdq=yes avx2=no ...": each of [`VECTOR_FLAGS`] in the first
+/// `flags` line of /proc/cpuinfo.
+fn vector_extensions(cpuinfo: &str) -> String {
+    let flags: Vec<&str> = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .and_then(|l| l.split_once(':'))
+        .map_or(Vec::new(), |(_, v)| v.split_whitespace().collect());
+    VECTOR_FLAGS
+        .iter()
+        .map(|f| format!("{f}={}", if flags.contains(f) { "yes" } else { "no" }))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// CPU model, its vector extensions, CPU count and kernel, for the report.
 fn machine() -> Vec<(&'static str, String)> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
@@ -144,6 +163,7 @@ fn machine() -> Vec<(&'static str, String)> {
     };
     vec![
         ("cpu_model", model),
+        ("vector_extensions", vector_extensions(&cpuinfo)),
         ("cpus", cpus.to_string()),
         ("cpus_usable", online.to_string()),
         ("arch", arch),
@@ -216,6 +236,11 @@ fn run(args: &Args) -> Res<()> {
             .map(|p| p.name())
             .collect::<Vec<_>>()
             .join(", ")
+    );
+    println!(
+        "#   placement: unpinned = the scheduler decides; split = sending side (producer, \
+         writer, cat/pv) on CPU 0, receiving side (consumer, reader, second cat) on CPU 1; \
+         same-cpu = all on CPU 0 (sched_setaffinity, as taskset -c does)"
     );
     let check = || -> Res<()> {
         if shm_common::cancel::requested() {
@@ -406,4 +431,19 @@ fn run(args: &Args) -> Res<()> {
         svg.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vector_extensions_name_each_flag() {
+        let info = "processor\t: 0\nflags\t\t: fpu sse4_2 avx2 pclmulqdq\nflags : avx512f\n";
+        assert_eq!(
+            vector_extensions(info),
+            "sse4_2=yes pclmulqdq=yes avx2=yes avx512f=no vpclmulqdq=no"
+        );
+        assert!(vector_extensions("").ends_with("vpclmulqdq=no"));
+    }
 }
