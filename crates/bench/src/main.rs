@@ -353,19 +353,25 @@ fn run(args: &Args) -> Res<()> {
         &cfg.placements[..]
     };
     for &place in latency_places {
-        // The ring twice: sleeping at once (the default), and with the opt-in
-        // 50 us spin before sleeping, to show what spinning buys and what it costs.
-        for (mech, spin_us, name) in [
-            (Mech::Ring, 0, "ring"),
-            (Mech::Ring, 50, "ring-spin50us"),
-            (Mech::PipeWrite, 0, "pipe"),
-        ] {
+        // The ring three times: sleeping at once (--spin 0), with the reader's
+        // default spin before sleeping, and a long spin, to show what spinning buys
+        // and what it costs; then the pipe.
+        let mut lat: Vec<(Mech, u64, String)> = Vec::new();
+        let mut spins = vec![0, shm_common::ring::DEFAULT_SPIN_MICROS, 200];
+        spins.sort_unstable();
+        spins.dedup();
+        for s in spins {
+            let unit = if s == 0 { "" } else { "us" };
+            lat.push((Mech::Ring, s, format!("ring-spin{s}{unit}")));
+        }
+        lat.push((Mech::PipeWrite, 0, "pipe".into()));
+        for (mech, spin_us, name) in lat {
             check()?;
             progress(&format!("latency {name} {}", place.name()));
             let m = median_of(cfg.reps, true, || {
                 bench::latency_once(&cfg, mech, 64, place, spin_us)
             })?;
-            rows.push(bench::row("latency", name, 64, place, &m));
+            rows.push(bench::row("latency", &name, 64, place, &m));
         }
         if let Some(exe) = &ice {
             rows.extend(iceoryx2::latency_rows(&cfg, exe, place)?);
@@ -387,7 +393,7 @@ fn run(args: &Args) -> Res<()> {
         ("memcpy", "single-thread memcpy (hot buffers)"),
         ("transport", "transport: streaming, 1 producer + 1 consumer process; ratio = against pipe-write at the same size and placement"),
         ("2x2", "2 writers x 2 readers on one shared ring; ratio = against pipe-write (1x1, unpinned)"),
-        ("latency", "latency: ping-pong round trips, 64-byte messages"),
+        ("latency", "latency: ping-pong round trips, 64-byte messages; ring-spinN = both sides' reader spin N us before sleeping (0: blocking)"),
         ("e2e", "end to end: page-cached file; ratio = against cat|cat to the same sink"),
     ] {
         let t = report::table(&rows, section);
