@@ -275,6 +275,15 @@ pub fn latency_once(
     Ok(combine(&results, 1))
 }
 
+/// The median run of `runs` by bytes/s, with the slowest and fastest rates (bytes/s).
+pub fn median_range(mut runs: Vec<Measure>) -> Option<(Measure, f64, f64)> {
+    let rates: Vec<f64> = runs.iter().map(|m| m.bytes / m.secs).collect();
+    let i = median_index(&rates)?;
+    let lo = rates.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = rates.iter().copied().fold(0.0, f64::max);
+    Some((runs.swap_remove(i), lo, hi))
+}
+
 /// Runs `once` `reps` times and keeps the median run (by bytes/s, or by p50 latency).
 pub fn median_of(
     reps: usize,
@@ -342,6 +351,18 @@ pub fn row(section: &'static str, mech: &str, size: usize, place: Placement, m: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn median_range_keeps_the_median_run_and_the_extremes() {
+        let m = |bytes: f64| Measure {
+            bytes,
+            secs: 1.0,
+            ..Measure::default()
+        };
+        let (mid, lo, hi) = median_range(vec![m(3.0), m(1.0), m(2.0)]).expect("three runs");
+        assert_eq!((mid.bytes, lo, hi), (2.0, 1.0, 3.0));
+        assert!(median_range(Vec::new()).is_none());
+    }
 
     #[test]
     fn geometry_holds_the_frame() {
