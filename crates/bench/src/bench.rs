@@ -94,6 +94,8 @@ pub struct Measure {
     pub secs: f64,
     /// CPU seconds of all children during the measured part.
     pub cpu_secs: f64,
+    /// End to end: CPU seconds of the reader process alone, if the run had one.
+    pub reader_cpu_secs: Option<f64>,
     /// Largest peak RSS of any child, KiB.
     pub rss_kib: u64,
     /// Ping-pong: round-trip percentiles, µs.
@@ -148,6 +150,7 @@ pub(crate) fn combine(results: &[runner::Fields], producers: usize) -> Measure {
             .unwrap_or(0),
         p50_us: us("p50_ns"),
         p99_us: us("p99_ns"),
+        reader_cpu_secs: None,
     }
 }
 
@@ -272,6 +275,15 @@ pub fn latency_once(
     Ok(combine(&results, 1))
 }
 
+/// The median run of `runs` by bytes/s, with the slowest and fastest rates (bytes/s).
+pub fn median_range(mut runs: Vec<Measure>) -> Option<(Measure, f64, f64)> {
+    let rates: Vec<f64> = runs.iter().map(|m| m.bytes / m.secs).collect();
+    let i = median_index(&rates)?;
+    let lo = rates.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = rates.iter().copied().fold(0.0, f64::max);
+    Some((runs.swap_remove(i), lo, hi))
+}
+
 /// Runs `once` `reps` times and keeps the median run (by bytes/s, or by p50 latency).
 pub fn median_of(
     reps: usize,
@@ -326,17 +338,31 @@ pub fn row(section: &'static str, mech: &str, size: usize, place: Placement, m: 
         mbps: m.bytes / m.secs / 1e6,
         ratio: None,
         cpu_s_per_gib: (gib > 0.0).then(|| m.cpu_secs / gib),
+        reader_cpu_s_per_gib: m.reader_cpu_secs.filter(|_| gib > 0.0).map(|c| c / gib),
         rss_kib: Some(m.rss_kib),
         p50_us: m.p50_us,
         p99_us: m.p99_us,
         secs: m.secs,
         bytes: m.bytes as u64,
+        ..Row::default()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn median_range_keeps_the_median_run_and_the_extremes() {
+        let m = |bytes: f64| Measure {
+            bytes,
+            secs: 1.0,
+            ..Measure::default()
+        };
+        let (mid, lo, hi) = median_range(vec![m(3.0), m(1.0), m(2.0)]).expect("three runs");
+        assert_eq!((mid.bytes, lo, hi), (2.0, 1.0, 3.0));
+        assert!(median_range(Vec::new()).is_none());
+    }
 
     #[test]
     fn geometry_holds_the_frame() {

@@ -170,6 +170,7 @@ fn rows(sizes: &[usize], ops: &[Op], med: &[Vec<f64>]) -> Vec<Row> {
                 p99_us: None,
                 secs: 0.0,
                 bytes: 0,
+                ..Row::default()
             });
         }
     }

@@ -28,7 +28,8 @@ use std::time::Duration;
 struct Args {
     #[command(subcommand)]
     hidden: Option<Hidden>,
-    /// CI-sized run: shorter runs, one repetition, fewer placements, 256 MiB end to end.
+    /// CI-sized run: shorter runs, one repetition, fewer placements, 64 MiB end to end,
+    /// 0.3 s idle spin runs.
     #[arg(long)]
     quick: bool,
     /// Seconds each transport run streams for (default 0.5; quick 0.15).
@@ -48,9 +49,24 @@ struct Args {
     /// Where the CSV, JSON and SVG go.
     #[arg(long, default_value = "bench-results")]
     out_dir: PathBuf,
-    /// Skip the end-to-end runs (writer/reader binaries against cat | cat).
+    /// Skip the end-to-end table (writer/reader binaries against pv | cat, cat | cat
+    /// and cat).
     #[arg(long)]
     no_e2e: bool,
+    /// End to end and streaming spin rows: the source file's size (K/M/G suffixes;
+    /// default 1G, quick 64M).
+    #[arg(long, value_parser = parse_e2e_bytes)]
+    e2e_bytes: Option<u32>,
+    /// End to end: repetitions of every row, median reported (default 5; quick 3).
+    #[arg(long)]
+    e2e_reps: Option<usize>,
+    /// Skip the spin section (the reader's CPU when idle and when streaming, at
+    /// --spin 0, the default and 200).
+    #[arg(long)]
+    no_spin: bool,
+    /// Spin section: how long each idle session waits, seconds (default 2; quick 0.3).
+    #[arg(long)]
+    idle_secs: Option<f64>,
     /// Skip the ping-pong latency runs.
     #[arg(long)]
     no_latency: bool,
@@ -112,7 +128,26 @@ fn main() -> ExitCode {
     }
 }
 
-/// CPU model, CPU count and kernel, for the report.
+/// The vector extensions the CRC-32C kernels and the copies can use, as the header
+/// lists them.
+const VECTOR_FLAGS: [&str; 5] = ["sse4_2", "pclmulqdq", "avx2", "avx512f", "vpclmulqdq"];
+
+/// "sse4_2=yes pclmulqdq=yes avx2=no ...": each of [`VECTOR_FLAGS`] in the first
+/// `flags` line of /proc/cpuinfo.
+fn vector_extensions(cpuinfo: &str) -> String {
+    let flags: Vec<&str> = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .and_then(|l| l.split_once(':'))
+        .map_or(Vec::new(), |(_, v)| v.split_whitespace().collect());
+    VECTOR_FLAGS
+        .iter()
+        .map(|f| format!("{f}={}", if flags.contains(f) { "yes" } else { "no" }))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// CPU model, its vector extensions, CPU count and kernel, for the report.
 fn machine() -> Vec<(&'static str, String)> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
@@ -144,6 +179,7 @@ fn machine() -> Vec<(&'static str, String)> {
     };
     vec![
         ("cpu_model", model),
+        ("vector_extensions", vector_extensions(&cpuinfo)),
         ("cpus", cpus.to_string()),
         ("cpus_usable", online.to_string()),
         ("arch", arch),
@@ -154,6 +190,15 @@ fn machine() -> Vec<(&'static str, String)> {
 
 fn progress(msg: &str) {
     eprintln!("shm-bench: {msg}");
+}
+
+/// `--e2e-bytes`: a size (K/M/G), at least 1 MiB.
+fn parse_e2e_bytes(text: &str) -> Result<u32, String> {
+    let n = shm_cli::parse::parse_size(text).map_err(|e| e.to_string())?;
+    if n < 1 << 20 {
+        return Err(format!("{text} is less than 1M"));
+    }
+    Ok(n)
 }
 
 /// `--slots`, checked here so that a bad value stops the run before any child starts.
@@ -217,6 +262,34 @@ fn run(args: &Args) -> Res<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    println!(
+        "#   placement: unpinned = the scheduler decides; split = sending side (producer, \
+         writer, cat/pv) on CPU 0, receiving side (consumer, reader, second cat) on CPU 1; \
+         same-cpu = all on CPU 0 (sched_setaffinity, as taskset -c does)"
+    );
+    let e2e_bytes = u64::from(
+        args.e2e_bytes
+            .unwrap_or(if quick { 64 << 20 } else { 1 << 30 }),
+    );
+    let e2e_reps = args.e2e_reps.unwrap_or(if quick { 3 } else { 5 });
+    let idle_secs = args.idle_secs.unwrap_or(if quick { 0.3 } else { 2.0 });
+    let tools = e2e::Tools::find(e2e_bytes);
+    let shown = |r: &Result<PathBuf, String>| match r {
+        Ok(p) => p.display().to_string(),
+        Err(why) => why.clone(),
+    };
+    let (tmpfs_note, pv_note) = (shown(&tools.tmpfs), shown(&tools.pv));
+    println!(
+        "#   end to end: {} page-cached file, median of {e2e_reps}; tmpfs sink: {tmpfs_note} \
+         (statfs f_type TMPFS_MAGIC); pv: {pv_note}",
+        human_size(e2e_bytes)
+    );
+    println!(
+        "#   reader spin: default {} us; spin rows at 0 (blocking), the default and {} us; \
+         idle sessions {idle_secs} s",
+        shm_common::ring::DEFAULT_SPIN_MICROS,
+        e2e::OTHER_SPINS[1]
+    );
     let check = || -> Res<()> {
         if shm_common::cancel::requested() {
             return Err("interrupted".into());
@@ -242,6 +315,7 @@ fn run(args: &Args) -> Res<()> {
             p99_us: None,
             secs: 0.0,
             bytes: 0,
+            ..Row::default()
         });
     }
 
@@ -327,33 +401,53 @@ fn run(args: &Args) -> Res<()> {
         &cfg.placements[..]
     };
     for &place in latency_places {
-        // The ring twice: sleeping at once (the default), and with the opt-in
-        // 50 us spin before sleeping, to show what spinning buys and what it costs.
-        for (mech, spin_us, name) in [
-            (Mech::Ring, 0, "ring"),
-            (Mech::Ring, 50, "ring-spin50us"),
-            (Mech::PipeWrite, 0, "pipe"),
-        ] {
+        // The ring three times: sleeping at once (--spin 0), with the reader's
+        // default spin before sleeping, and a long spin, to show what spinning buys
+        // and what it costs; then the pipe.
+        let mut lat: Vec<(Mech, u64, String)> = Vec::new();
+        let mut spins = vec![0, shm_common::ring::DEFAULT_SPIN_MICROS];
+        spins.extend(e2e::OTHER_SPINS);
+        spins.sort_unstable();
+        spins.dedup();
+        for s in spins {
+            lat.push((
+                Mech::Ring,
+                s,
+                format!("ring-spin{s}{}", if s == 0 { "" } else { "us" }),
+            ));
+        }
+        lat.push((Mech::PipeWrite, 0, "pipe".into()));
+        for (mech, spin_us, name) in lat {
             check()?;
             progress(&format!("latency {name} {}", place.name()));
             let m = median_of(cfg.reps, true, || {
                 bench::latency_once(&cfg, mech, 64, place, spin_us)
             })?;
-            rows.push(bench::row("latency", name, 64, place, &m));
+            rows.push(bench::row("latency", &name, 64, place, &m));
         }
         if let Some(exe) = &ice {
             rows.extend(iceoryx2::latency_rows(&cfg, exe, place)?);
         }
     }
 
-    // 5. End to end with the real binaries.
-    if !args.no_e2e {
+    // 5. End to end with the real binaries, and the spin section's streaming rows
+    // (the same kind of run), all interleaved.
+    let plan = e2e::Plan {
+        bytes: e2e_bytes,
+        reps: e2e_reps,
+        placements: cfg.placements.clone(),
+        data_dir: runner::exe_dir()?.join("../bench-data"),
+        table: !args.no_e2e,
+        spin: !args.no_spin,
+    };
+    if plan.table || plan.spin {
         check()?;
-        progress("end to end (writer/reader binaries against cat | cat)");
-        let bytes = if quick { 256u64 << 20 } else { 1 << 30 };
-        let reps = if quick { 3 } else { 5 };
-        let data_dir = runner::exe_dir()?.join("../bench-data");
-        rows.extend(e2e::run(bytes, reps, &cfg.placements, &data_dir)?);
+        rows.extend(e2e::run(&plan, &tools)?);
+    }
+    // 6. The reader's CPU while its session is idle.
+    if !args.no_spin {
+        check()?;
+        rows.extend(e2e::idle_rows(idle_secs)?);
     }
 
     // Output.
@@ -361,8 +455,9 @@ fn run(args: &Args) -> Res<()> {
         ("memcpy", "single-thread memcpy (hot buffers)"),
         ("transport", "transport: streaming, 1 producer + 1 consumer process; ratio = against pipe-write at the same size and placement"),
         ("2x2", "2 writers x 2 readers on one shared ring; ratio = against pipe-write (1x1, unpinned)"),
-        ("latency", "latency: ping-pong round trips, 64-byte messages"),
-        ("e2e", "end to end: page-cached file; ratio = against cat|cat to the same sink"),
+        ("latency", "latency: ping-pong round trips, 64-byte messages; ring-spinN = both sides' reader spin N us before sleeping (0: blocking)"),
+        ("e2e", "end to end: page-cached file F, GB/s = 10^9 B/s median (min-max) of the repetitions; CPU s/GiB = user+sys of every process of the run, reader s = the reader alone; x pv|cat and x cat|cat = against that pipeline to the same sink, x cat>nul = against cat F > /dev/null; all at the same placement"),
+        ("spin", "spin: the reader's CPU cost; idle = writer joined and sending nothing (after one burst: it sent one slot first), idle ms = the reader's CPU over the idle window (from 50 ms after it started), life ms = over its whole life; stream = writer F + reader > /dev/null as in the end-to-end table, reader s = the reader's CPU s/GiB"),
     ] {
         let t = report::table(&rows, section);
         if !t.is_empty() {
@@ -389,6 +484,15 @@ fn run(args: &Args) -> Res<()> {
             ),
         ),
         ("iceoryx2", ice_note),
+        ("e2e_bytes", e2e_bytes.to_string()),
+        ("e2e_reps", e2e_reps.to_string()),
+        ("e2e_tmpfs", tmpfs_note),
+        ("e2e_pv", pv_note),
+        (
+            "reader_default_spin_us",
+            shm_common::ring::DEFAULT_SPIN_MICROS.to_string(),
+        ),
+        ("spin_idle_secs", idle_secs.to_string()),
     ];
     std::fs::write(args.out_dir.join("latest.csv"), report::csv(&rows))?;
     std::fs::write(
@@ -405,4 +509,19 @@ fn run(args: &Args) -> Res<()> {
         svg.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vector_extensions_name_each_flag() {
+        let info = "processor\t: 0\nflags\t\t: fpu sse4_2 avx2 pclmulqdq\nflags : avx512f\n";
+        assert_eq!(
+            vector_extensions(info),
+            "sse4_2=yes pclmulqdq=yes avx2=yes avx512f=no vpclmulqdq=no"
+        );
+        assert!(vector_extensions("").ends_with("vpclmulqdq=no"));
+    }
 }

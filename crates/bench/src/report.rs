@@ -6,10 +6,11 @@ use plotters::prelude::*;
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// One line of the results.
-#[derive(Debug, Clone)]
+/// One line of the results. Fields a section does not measure stay `None` (empty in
+/// the CSV, `null` in the JSON).
+#[derive(Debug, Clone, Default)]
 pub struct Row {
-    /// transport | 2x2 | memcpy | latency | e2e
+    /// transport | 2x2 | memcpy | checksum | latency | e2e | spin
     pub section: &'static str,
     /// Mechanism (or e2e variant).
     pub mechanism: String,
@@ -35,6 +36,22 @@ pub struct Row {
     pub secs: f64,
     /// Bytes moved.
     pub bytes: u64,
+    /// Slowest and fastest of the repetitions, MB/s (e2e and spin rows).
+    pub min_mbps: Option<f64>,
+    /// See `min_mbps`.
+    pub max_mbps: Option<f64>,
+    /// e2e: against `pv -q F | cat` to the same sink, same placement.
+    pub ratio_pv: Option<f64>,
+    /// e2e: against `cat F > /dev/null` (one process), same placement.
+    pub ratio_cat_null: Option<f64>,
+    /// The reader process alone: CPU seconds per GiB (e2e ring rows, spin rows).
+    pub reader_cpu_s_per_gib: Option<f64>,
+    /// Spin idle rows: CPU milliseconds the reader used over its whole life.
+    pub reader_cpu_ms: Option<f64>,
+    /// Spin idle rows: CPU milliseconds the reader used in the idle window alone.
+    pub reader_idle_cpu_ms: Option<f64>,
+    /// Why the row has no numbers (`skipped: ...`), if it has none.
+    pub note: Option<String>,
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {
@@ -48,16 +65,22 @@ pub fn table(rows: &[Row], section: &str) -> String {
     if rows.is_empty() {
         return s;
     }
+    if section == "e2e" {
+        return e2e_table(&rows);
+    }
+    if section == "spin" {
+        return spin_table(&rows);
+    }
     if section == "latency" {
         let _ = writeln!(
             s,
-            "{:<14} {:>8} {:<9} {:>10} {:>10} {:>10} {:>9}",
+            "{:<16} {:>8} {:<9} {:>10} {:>10} {:>10} {:>9}",
             "mechanism", "msg", "placement", "p50 µs", "p99 µs", "CPU s/GiB", "RSS MiB"
         );
         for r in rows {
             let _ = writeln!(
                 s,
-                "{:<14} {:>8} {:<9} {:>10} {:>10} {:>10} {:>9}",
+                "{:<16} {:>8} {:<9} {:>10} {:>10} {:>10} {:>9}",
                 r.mechanism,
                 human_size(r.size),
                 r.placement,
@@ -96,7 +119,123 @@ pub fn table(rows: &[Row], section: &str) -> String {
     s
 }
 
-const CSV_HEADER: &str = "section,mechanism,size_bytes,placement,msgs_per_s,mb_per_s,ratio,cpu_s_per_gib,peak_rss_kib,p50_us,p99_us,secs,bytes";
+/// GB/s (10^9 bytes) from MB/s, two decimals.
+fn gbps(mbps: f64) -> String {
+    format!("{:.2}", mbps / 1e3)
+}
+
+/// "4.81-5.12" (GB/s), or "-".
+fn range(r: &Row) -> String {
+    match (r.min_mbps, r.max_mbps) {
+        (Some(lo), Some(hi)) => format!("{}-{}", gbps(lo), gbps(hi)),
+        _ => "-".into(),
+    }
+}
+
+fn times(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |x| format!("{x:.2}x"))
+}
+
+/// The end-to-end table: GB/s median and range, CPU, the three ratios.
+fn e2e_table(rows: &[&Row]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<34} {:>8} {:<9} {:>6} {:>11} {:>9} {:>9} {:>8} {:>9} {:>9} {:>7}",
+        "mechanism",
+        "size",
+        "placement",
+        "GB/s",
+        "min-max",
+        "CPU s/GiB",
+        "reader s",
+        "x pv|cat",
+        "x cat>nul",
+        "x cat|cat",
+        "RSS MiB"
+    );
+    for r in rows {
+        if let Some(note) = &r.note {
+            let _ = writeln!(
+                s,
+                "{:<34} {:>8} {:<9} {note}",
+                r.mechanism,
+                human_size(r.size),
+                r.placement
+            );
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "{:<34} {:>8} {:<9} {:>6} {:>11} {:>9} {:>9} {:>8} {:>9} {:>9} {:>7}",
+            r.mechanism,
+            human_size(r.size),
+            r.placement,
+            gbps(r.mbps),
+            range(r),
+            opt(r.cpu_s_per_gib, 2),
+            opt(r.reader_cpu_s_per_gib, 2),
+            times(r.ratio_pv),
+            times(r.ratio_cat_null),
+            times(r.ratio),
+            opt(r.rss_kib.map(|k| k as f64 / 1024.0), 1)
+        );
+    }
+    s
+}
+
+/// The spin table: idle rows (reader CPU over an idle wait) and streaming rows
+/// (GB/s, CPU of both processes and of the reader alone).
+fn spin_table(rows: &[&Row]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<45} {:>8} {:<9} {:>6} {:>8} {:>8} {:>6} {:>11} {:>9} {:>8}",
+        "measurement",
+        "size",
+        "placement",
+        "idle s",
+        "idle ms",
+        "life ms",
+        "GB/s",
+        "min-max",
+        "CPU s/GiB",
+        "reader s"
+    );
+    for r in rows {
+        let idle = r.reader_cpu_ms.is_some();
+        let size = if idle { "-".into() } else { human_size(r.size) };
+        if let Some(note) = &r.note {
+            let _ = writeln!(
+                s,
+                "{:<45} {:>8} {:<9} {note}",
+                r.mechanism, size, r.placement
+            );
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "{:<45} {:>8} {:<9} {:>6} {:>8} {:>8} {:>6} {:>11} {:>9} {:>8}",
+            r.mechanism,
+            size,
+            r.placement,
+            if idle {
+                format!("{:.2}", r.secs)
+            } else {
+                "-".into()
+            },
+            opt(r.reader_idle_cpu_ms, 2),
+            opt(r.reader_cpu_ms, 2),
+            if idle { "-".into() } else { gbps(r.mbps) },
+            if idle { "-".into() } else { range(r) },
+            opt(r.cpu_s_per_gib, 2),
+            opt(r.reader_cpu_s_per_gib, 2)
+        );
+    }
+    s
+}
+
+const CSV_HEADER: &str = "section,mechanism,size_bytes,placement,msgs_per_s,mb_per_s,ratio,cpu_s_per_gib,peak_rss_kib,p50_us,p99_us,secs,bytes,min_mb_per_s,max_mb_per_s,ratio_pv_cat,ratio_cat_null,reader_cpu_s_per_gib,reader_cpu_ms,reader_idle_cpu_ms,note";
 
 /// All rows as CSV.
 pub fn csv(rows: &[Row]) -> String {
@@ -106,7 +245,7 @@ pub fn csv(rows: &[Row]) -> String {
     for r in rows {
         let _ = writeln!(
             s,
-            "{},{},{},{},{:.1},{:.3},{},{},{},{},{},{:.6},{}",
+            "{},{},{},{},{:.1},{:.3},{},{},{},{},{},{:.6},{},{},{},{},{},{},{},{},{}",
             r.section,
             csv_field(&r.mechanism),
             r.size,
@@ -119,7 +258,15 @@ pub fn csv(rows: &[Row]) -> String {
             o(r.p50_us),
             o(r.p99_us),
             r.secs,
-            r.bytes
+            r.bytes,
+            o(r.min_mbps),
+            o(r.max_mbps),
+            o(r.ratio_pv),
+            o(r.ratio_cat_null),
+            o(r.reader_cpu_s_per_gib),
+            o(r.reader_cpu_ms),
+            o(r.reader_idle_cpu_ms),
+            r.note.as_deref().map_or_else(String::new, csv_field)
         );
     }
     s
@@ -143,7 +290,10 @@ pub fn json(rows: &[Row], machine: &[(&str, String)], settings: &[(&str, String)
             s,
             "    {{\"section\": {}, \"mechanism\": {}, \"size_bytes\": {}, \"placement\": {}, \
              \"msgs_per_s\": {}, \"mb_per_s\": {}, \"ratio\": {}, \"cpu_s_per_gib\": {}, \
-             \"peak_rss_kib\": {}, \"p50_us\": {}, \"p99_us\": {}, \"secs\": {}, \"bytes\": {}}}",
+             \"peak_rss_kib\": {}, \"p50_us\": {}, \"p99_us\": {}, \"secs\": {}, \"bytes\": {}, \
+             \"min_mb_per_s\": {}, \"max_mb_per_s\": {}, \"ratio_pv_cat\": {}, \
+             \"ratio_cat_null\": {}, \"reader_cpu_s_per_gib\": {}, \"reader_cpu_ms\": {}, \
+             \"reader_idle_cpu_ms\": {}, \"note\": {}}}",
             json_str(r.section),
             json_str(&r.mechanism),
             r.size,
@@ -156,7 +306,15 @@ pub fn json(rows: &[Row], machine: &[(&str, String)], settings: &[(&str, String)
             json_num(r.p50_us),
             json_num(r.p99_us),
             json_num(Some(r.secs)),
-            r.bytes
+            r.bytes,
+            json_num(r.min_mbps),
+            json_num(r.max_mbps),
+            json_num(r.ratio_pv),
+            json_num(r.ratio_cat_null),
+            json_num(r.reader_cpu_s_per_gib),
+            json_num(r.reader_cpu_ms),
+            json_num(r.reader_idle_cpu_ms),
+            r.note.as_deref().map_or_else(|| "null".into(), json_str)
         );
         s.push_str(if i + 1 < rows.len() { ",\n" } else { "\n" });
     }
@@ -253,6 +411,7 @@ mod tests {
             p99_us: None,
             secs: 0.5,
             bytes: 320_000_000,
+            ..Row::default()
         }
     }
 
@@ -268,6 +427,43 @@ mod tests {
         let j = json(&rows, &[("cpu", "x".into())], &[]);
         assert_eq!(j.matches("\"section\"").count(), 2);
         assert!(j.contains("\"p50_us\": null"));
+    }
+
+    #[test]
+    fn every_csv_line_has_every_column() {
+        let mut skipped = sample();
+        skipped.section = "e2e";
+        skipped.note = Some("skipped: pv not installed (apt-get install pv)".into());
+        let c = csv(&[sample(), skipped]);
+        let n = CSV_HEADER.split(',').count();
+        assert!(c.lines().all(|l| l.split(',').count() == n), "{c}");
+        assert!(c.contains(",skipped: pv not installed (apt-get install pv)"));
+        let j = json(&[sample()], &[], &[]);
+        assert!(j.contains("\"note\": null") && j.contains("\"ratio_pv_cat\": null"));
+    }
+
+    #[test]
+    fn e2e_and_spin_tables_show_skips_and_ranges() {
+        let mut r = sample();
+        r.section = "e2e";
+        r.min_mbps = Some(4810.0);
+        r.max_mbps = Some(5120.0);
+        r.ratio_pv = Some(2.0);
+        let mut skipped = r.clone();
+        skipped.mechanism = "pv -q F | cat > /dev/null".into();
+        skipped.note = Some("skipped: pv not installed (apt-get install pv)".into());
+        let t = table(&[r.clone(), skipped], "e2e");
+        assert!(
+            t.contains("0.64") && t.contains("4.81-5.12") && t.contains("2.00x"),
+            "{t}"
+        );
+        assert!(t.contains("pv -q F | cat > /dev/null") && t.contains("skipped: pv"));
+        let mut idle = sample();
+        idle.section = "spin";
+        idle.reader_cpu_ms = Some(1.5);
+        idle.reader_idle_cpu_ms = Some(0.25);
+        let t = table(&[idle], "spin");
+        assert!(t.contains("0.25") && t.contains("1.50"), "{t}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Runs the real harness on a tiny budget, so that `make test` notices when
-//! `make bench` stops working: every mechanism, the 2 x 2 row and the latency
-//! section run, the CSV/JSON/SVG are written, and no System V object is left behind.
+//! `make bench` stops working: every mechanism, the 2 x 2 row, the latency section,
+//! the end-to-end table (a 2 MiB file) and the spin section run, the CSV/JSON/SVG are
+//! written, and no System V object or tmpfs output file is left behind.
 //! Nothing here looks at how fast anything was (numbers belong in `make bench`).
 mod support;
 use nix::sys::signal::killpg;
@@ -51,6 +52,14 @@ fn remove_leftovers() -> Vec<i64> {
     found
 }
 
+/// `name` in a directory of the PATH, as shm-bench looks for `pv`.
+fn find_on_path(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
 #[test]
 fn quick_run_writes_every_section_and_leaves_nothing() {
     let dir = std::env::temp_dir().join(format!("shm-bench-smoke-{}", std::process::id()));
@@ -63,7 +72,15 @@ fn quick_run_writes_every_section_and_leaves_nothing() {
     let err_file = std::fs::File::create(&err_path).expect("stderr file");
     let mut child = Command::new(bin("shm-bench"))
         .args(["--quick", "--secs", "0.05", "--sizes", "64,4096"])
-        .args(["--placements", "unpinned", "--no-e2e", "--out-dir"])
+        .args([
+            "--placements",
+            "unpinned",
+            "--e2e-bytes",
+            "2M",
+            "--e2e-reps",
+            "1",
+        ])
+        .args(["--idle-secs", "0.1", "--out-dir"])
         .arg(&dir)
         .stdin(Stdio::null())
         .stdout(out_file)
@@ -89,8 +106,21 @@ fn quick_run_writes_every_section_and_leaves_nothing() {
     let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
     let leaked = remove_leftovers();
+    // The tmpfs sink's files are named shm-bench-PID-N.out (e2e.rs).
+    let outputs: Vec<String> = ["/dev/shm", "/tmp"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().display().to_string())
+        .filter(|p| p.contains(&format!("/shm-bench-{pid}-")) && p.ends_with(".out"))
+        .collect();
+    for p in &outputs {
+        let _ = std::fs::remove_file(p);
+    }
     assert!(status.success(), "shm-bench failed: {stderr}");
     assert!(leaked.is_empty(), "objects left at keys {leaked:x?}");
+    assert!(outputs.is_empty(), "tmpfs output files left: {outputs:?}");
 
     for mech in [
         "ring",
@@ -112,10 +142,51 @@ fn quick_run_writes_every_section_and_leaves_nothing() {
         stdout.contains("#   iceoryx2: rows skipped: --quick"),
         "no iceoryx2 line:\n{stdout}"
     );
+    for name in ["ring-spin0 ", "ring-spin50us", "ring-spin200us", "pipe "] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains(" unpinned ")),
+            "no latency {name:?} row:\n{stdout}"
+        );
+    }
     assert!(
-        stdout.contains("ring-spin50us"),
-        "no latency section:\n{stdout}"
+        stdout.contains("#   vector_extensions: sse4_2="),
+        "no vector extensions in the header:\n{stdout}"
     );
+    // Every end-to-end row, with numbers or saying why not (pv may be missing; a
+    // machine may have no tmpfs with room).
+    for name in [
+        "writer F + reader > /dev/null",
+        "writer < F + reader > /dev/null",
+        "cat F | writer + reader > /dev/null",
+        "pv -q F | cat > /dev/null",
+        "cat F | cat > /dev/null",
+        "cat F > /dev/null",
+        "writer F + reader > tmpfs",
+        "pv -q F | cat > tmpfs",
+        "cat F | cat > tmpfs",
+    ] {
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")) && l.contains(" unpinned "));
+        assert!(row.is_some(), "no e2e row {name:?}:\n{stdout}");
+        if name.starts_with("pv") && find_on_path("pv").is_none() {
+            assert!(
+                row.is_some_and(|r| r.contains("skipped: pv not installed (apt-get install pv)")),
+                "pv is missing, and the row does not say so:\n{stdout}"
+            );
+        }
+    }
+    for kind in ["stream", "idle", "idle after 64 KiB"] {
+        for spin in ["--spin 0 (blocking)", "--spin 50 (default)", "--spin 200"] {
+            let name = format!("{kind}: reader {spin}");
+            assert!(
+                stdout.lines().any(|l| l.starts_with(&name)),
+                "no spin row {name:?}:\n{stdout}"
+            );
+        }
+    }
     assert!(
         stdout.contains("copy+crc portable"),
         "no checksum section:\n{stdout}"

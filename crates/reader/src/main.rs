@@ -26,7 +26,7 @@ struct Args {
     /// Spin up to MICROS microseconds (at most 1000000) watching for data before
     /// sleeping in semop, but only while the writer is active (an idle reader sleeps
     /// at once): a wake-up costs microseconds, a short spin none; 0 never spins.
-    #[arg(long, value_name = "MICROS", default_value_t = 50,
+    #[arg(long, value_name = "MICROS", default_value_t = shm_common::ring::DEFAULT_SPIN_MICROS,
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     spin: u64,
     /// Slow motion for watching (with --explain or shm-inspect --watch): take one

@@ -31,7 +31,7 @@ mod spin;
 
 pub use consumer::{Batch, Consumer, Delivered, Received};
 pub use producer::Producer;
-pub use spin::MAX_SPIN;
+pub use spin::{DEFAULT_SPIN_MICROS, MAX_SPIN};
 
 use crate::error::{Error, Result};
 use crate::layout::sem;

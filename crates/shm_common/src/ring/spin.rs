@@ -32,6 +32,10 @@ use std::time::{Duration, Instant};
 /// How often a spin looks at the live-writer count (one `semctl`).
 pub const LIVENESS_EVERY: Duration = Duration::from_micros(200);
 
+/// `reader --spin` when not given, in microseconds (also what `shm-bench` labels
+/// "default" in its spin rows, so the two cannot drift apart).
+pub const DEFAULT_SPIN_MICROS: u64 = 50;
+
 /// Spins up to this long (`reader --spin`, in microseconds) are accepted; longer
 /// ones buy nothing a wake-up would not, and would tie up a CPU.
 pub const MAX_SPIN: Duration = Duration::from_secs(1);
