@@ -119,7 +119,8 @@ impl<'a> Producer<'a> {
     /// input is copied once (by the kernel, into the segment) instead of through a
     /// buffer of ours, then publishes them. Returns the bytes sent; 0 means end of
     /// input. The write mutex is held across the reads, so use it only where a read
-    /// cannot block for long (a regular file), never for a pipe or a terminal.
+    /// cannot block: a regular file, or a pipe that already holds `want` full slots'
+    /// worth (`FIONREAD`); never a terminal or an empty pipe.
     pub fn send_from_fd(&mut self, fd: std::os::fd::BorrowedFd<'_>, want: u32) -> Result<u64> {
         use std::os::fd::AsRawFd;
         let (head, k) = self.acquire(want.max(1))?;

@@ -76,3 +76,13 @@ pub(super) fn bytes_left(input: &dyn Input) -> Option<u64> {
     let pos = lseek(input.as_fd(), 0, Whence::SeekCur).ok()?;
     u64::try_from(size.saturating_sub(pos)).ok()
 }
+
+/// Bytes a pipe (or FIFO) holds right now, if the input is one and can tell.
+pub(super) fn pipe_ready(input: &dyn Input) -> Option<usize> {
+    let is_fifo = nix::sys::stat::fstat(input.as_fd())
+        .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO);
+    if !is_fifo {
+        return None;
+    }
+    crate::sys::bytes_readable(input.as_fd()).ok()
+}

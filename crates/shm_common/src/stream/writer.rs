@@ -2,7 +2,9 @@
 //! input (a regular file slot by slot with `read(2)`, anything else through a
 //! buffer, `--lines` line by line), end the stream, wait for a reader, leave.
 
-use super::input::{bytes_left, is_regular_file, readable_now, wait_readable, widen_pipe, Input};
+use super::input::{
+    bytes_left, is_regular_file, pipe_ready, readable_now, wait_readable, widen_pipe, Input,
+};
 use super::{leave_after, pause, Summary, WriterConfig};
 use crate::error::{Error, Result};
 use crate::ring::{Notes, Producer};
@@ -123,7 +125,25 @@ fn pump_input(
             carry = 0;
         }
         wait_readable(input)?;
-        let n = match input.read(&mut buf[carry..]) {
+        // A pipe that holds whole slots' worth is read straight into the slots, as a
+        // regular file is: one copy (the kernel's) instead of two. A frame begun in
+        // `buf` is completed first, with a read of exactly what it lacks.
+        let mut room = buf.len();
+        if !cfg.lines && cfg.delay.is_zero() {
+            match pipe_ready(input) {
+                Some(ready) if carry == 0 && ready >= cap => {
+                    let want = (ready / cap).min(max_batch as usize) as u32;
+                    if producer.send_from_fd(input.as_fd(), want)? == 0 {
+                        break;
+                    }
+                    progress(producer.totals().1);
+                    continue;
+                }
+                Some(ready) if carry > 0 && carry + ready >= cap => room = cap,
+                _ => {}
+            }
+        }
+        let n = match input.read(&mut buf[carry..room]) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {

@@ -56,6 +56,22 @@ pub(crate) fn check(
     }
 }
 
+/// `ioctl(fd, FIONREAD)`: how many bytes a pipe, socket or terminal holds right
+/// now, ready to be read without blocking (not System V, but the one other call the
+/// ring needs: it lets the writer read a pipe straight into slots while it holds the
+/// write mutex, because a read of at most what is there returns at once).
+pub(crate) fn bytes_readable(fd: std::os::fd::BorrowedFd<'_>) -> Result<usize, io::Error> {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one `int` through its third argument, which points at
+    // `n`, a live local of that type; `fd` is a descriptor borrowed for the call.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n as *mut libc::c_int) };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    usize::try_from(n).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
 /// `ftok(3)`: derives a key from an existing file's inode and device numbers and a
 /// one-byte project id. Two paths that name the same file give the same key; the key
 /// changes if the file is deleted and re-created. Only the low 16 bits of the inode
