@@ -120,8 +120,10 @@ pub struct ChildArgs {
     /// Ping: measured round trips (after a warm-up of 1/10 as many, at least 100).
     #[arg(long, default_value_t = 10_000)]
     pub iters: u32,
-    /// Ring ping/pong: spin this many microseconds before sleeping (0: never).
-    #[arg(long, default_value_t = 0)]
+    /// Ring consumers: spin this many microseconds before sleeping (0: never); the
+    /// default is the `reader` binary's, so the streaming rows measure the ring as
+    /// it ships.
+    #[arg(long, default_value_t = shm_common::ring::DEFAULT_SPIN_MICROS)]
     pub spin_us: u64,
 }
 
@@ -279,6 +281,7 @@ fn ring_consumer(a: &ChildArgs) -> Res<()> {
     let result = measured(|_| {
         let notes: &(dyn Fn(String) + Sync) = &note;
         let mut c = Consumer::new(&session, a.batch, notes);
+        c.set_spin(Some(Duration::from_micros(a.spin_us)));
         let mut batch = Batch::default();
         loop {
             match c.recv(&mut batch) {
