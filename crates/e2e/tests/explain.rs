@@ -206,8 +206,8 @@ fn persist_ids_and_flags_match_ipcs_and_the_reader_narrates_removal() {
     let open = position(
         &wcalls,
         &format!(
-            "semop({semid}, [{{WRITE_MUTEX, +1, IPC_NOWAIT}}, {{READ_MUTEX, +1, IPC_NOWAIT}}, \
-             {{WRITERS, +1, SEM_UNDO|IPC_NOWAIT}}]) = 0"
+            "semop({semid}, [{{2 /* WRITE_MUTEX */, +1, IPC_NOWAIT}}, \
+             {{3 /* READ_MUTEX */, +1, IPC_NOWAIT}}, {{6 /* WRITERS */, +1, SEM_UNDO|IPC_NOWAIT}}]) = 0"
         ),
     )
     .expect("opening semop narrated");
@@ -344,12 +344,14 @@ fn live_session_ids_and_attach_addresses_match_the_kernel() {
     k.assert_clean();
 }
 
-/// The sum of the call counts in the summary lines `... N more ...`.
+/// The sum of the System V call counts in the narrator's own lines: `... not
+/// shown: N more calls (...)` and `... waiting: ...: N more calls in T s` (copies,
+/// `... and N more memcpy like these`, are no System V calls and not counted).
 fn summarised_calls(lines: &[String]) -> u64 {
     lines
         .iter()
         .filter_map(|l| {
-            let rest = l.split_once(" more ")?.0;
+            let rest = l.split_once(" more calls")?.0;
             rest.rsplit(' ').next()?.parse::<u64>().ok()
         })
         .sum()
@@ -469,13 +471,20 @@ fn canon_flags(f: &str) -> String {
         .join("|")
 }
 
-/// A member given by name (narration) or number (strace) → its index.
+/// A member as the narration gives it (`4 /* HEAD */`: its number, named in a
+/// comment, which must be the number's name) or as strace does (`sem_num=4`) →
+/// its number.
 fn member(m: &str) -> String {
     let m = m.trim().trim_start_matches("sem_num=");
-    MEMBERS
-        .iter()
-        .position(|n| *n == m)
-        .map_or(m.to_string(), |i| i.to_string())
+    if let Some((n, name)) = m.split_once(" /* ") {
+        let name = name.trim_end_matches(" */");
+        let i: usize = n
+            .parse()
+            .unwrap_or_else(|_| panic!("member number in {m:?}"));
+        assert_eq!(MEMBERS.get(i), Some(&name), "member {i} named {name:?}");
+        return n.to_string();
+    }
+    m.to_string()
 }
 
 /// The result reduced to what both sides print: an id, `0`, an address or `-1`.

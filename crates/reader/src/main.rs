@@ -33,9 +33,11 @@ struct Args {
     #[arg(long, value_name = "MS", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=60_000))]
     delay: u64,
-    /// Narrate every System V call on stderr, as C.
-    #[arg(long)]
-    explain: bool,
+    /// Narrate every System V call on stderr, as C: `full` (the default) one line
+    /// per call with its reason; `compact` the reason on its own line, within 80
+    /// columns.
+    #[arg(long, value_name = "STYLE", num_args = 0..=1, default_missing_value = "full")]
+    explain: Option<explain::Style>,
     /// No notes, summary or progress bar on stderr (errors, and --explain, still print).
     #[arg(short, long)]
     quiet: bool,
@@ -53,9 +55,7 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
     };
     // A stdout closed at start would swallow the stream: refuse before joining.
     let mut output = stdio::stdout_file()?;
-    if args.explain {
-        explain::enable("reader");
-    }
+    let _narration = args.explain.map(|style| explain::enable("reader", style));
     signals::install()?;
     let cfg = stream::ReaderConfig {
         key,

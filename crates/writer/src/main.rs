@@ -51,9 +51,11 @@ struct Args {
     #[arg(long, value_name = "MS", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=60_000))]
     delay: u64,
-    /// Narrate every System V call on stderr, as C.
-    #[arg(long)]
-    explain: bool,
+    /// Narrate every System V call on stderr, as C: `full` (the default) one line
+    /// per call with its reason; `compact` the reason on its own line, within 80
+    /// columns.
+    #[arg(long, value_name = "STYLE", num_args = 0..=1, default_missing_value = "full")]
+    explain: Option<explain::Style>,
     /// Remove our segment and semaphore set at the key instead of sending: only objects
     /// that carry our magic, and only if unused (exit 3 otherwise).
     #[arg(long, conflicts_with_all = ["file", "persist", "lines"])]
@@ -87,9 +89,7 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
     });
     let slots = args.slots.unwrap_or(layout::default_slots(slot_size));
     let geometry = Geometry::new(slots, slot_size)?;
-    if args.explain {
-        explain::enable("writer");
-    }
+    let _narration = args.explain.map(|style| explain::enable("writer", style));
     signals::install()?;
     let cfg = stream::WriterConfig {
         key,
