@@ -26,11 +26,13 @@ pub enum Kind {
     /// the rest.
     PerMessage,
     /// One try of a wait that is retried until something happens: a lookup that
-    /// found nothing yet, a `semtimedop` that timed out, the counts read between
-    /// two tries, every call of the search for a session at a key after the first
-    /// round. The text completes "retried until ...": `a writer created them`.
-    /// The call that ends the wait (the same call succeeding, or the next step)
-    /// comes as [`Kind::Once`] or [`Kind::PerMessage`].
+    /// found nothing yet, a `semtimedop` (or `IPC_NOWAIT` `semop`) that had to give
+    /// up, the counts read between two tries, and the later rounds of the search
+    /// for a session at a key (`Session::open`: their lookups, and the rest of a
+    /// round that found the same ids again). The text completes "retried until
+    /// ...": `a writer created them`. The call that ends the wait (the same call
+    /// succeeding, or the next step) comes as [`Kind::Once`] or
+    /// [`Kind::PerMessage`], or as a try with a new result.
     Waiting(&'static str),
 }
 
