@@ -206,8 +206,8 @@ fn persist_ids_and_flags_match_ipcs_and_the_reader_narrates_removal() {
     let open = position(
         &wcalls,
         &format!(
-            "semop({semid}, [{{WRITE_MUTEX, +1, IPC_NOWAIT}}, {{READ_MUTEX, +1, IPC_NOWAIT}}, \
-             {{WRITERS, +1, SEM_UNDO|IPC_NOWAIT}}]) = 0"
+            "semop({semid}, [{{2 /* WRITE_MUTEX */, +1, IPC_NOWAIT}}, \
+             {{3 /* READ_MUTEX */, +1, IPC_NOWAIT}}, {{6 /* WRITERS */, +1, SEM_UNDO|IPC_NOWAIT}}]) = 0"
         ),
     )
     .expect("opening semop narrated");
@@ -344,12 +344,14 @@ fn live_session_ids_and_attach_addresses_match_the_kernel() {
     k.assert_clean();
 }
 
-/// The sum of the call counts in the summary lines `... N more ...`.
+/// The sum of the System V call counts in the narrator's own lines: `... not
+/// shown: N more calls (...)` and `... waiting: ...: N more calls in T s` (copies,
+/// `... and N more memcpy like these`, are no System V calls and not counted).
 fn summarised_calls(lines: &[String]) -> u64 {
     lines
         .iter()
         .filter_map(|l| {
-            let rest = l.split_once(" more ")?.0;
+            let rest = l.split_once(" more calls")?.0;
             rest.rsplit(' ').next()?.parse::<u64>().ok()
         })
         .sum()
@@ -469,13 +471,20 @@ fn canon_flags(f: &str) -> String {
         .join("|")
 }
 
-/// A member given by name (narration) or number (strace) → its index.
+/// A member as the narration gives it (`4 /* HEAD */`: its number, named in a
+/// comment, which must be the number's name) or as strace does (`sem_num=4`) →
+/// its number.
 fn member(m: &str) -> String {
     let m = m.trim().trim_start_matches("sem_num=");
-    MEMBERS
-        .iter()
-        .position(|n| *n == m)
-        .map_or(m.to_string(), |i| i.to_string())
+    if let Some((n, name)) = m.split_once(" /* ") {
+        let name = name.trim_end_matches(" */");
+        let i: usize = n
+            .parse()
+            .unwrap_or_else(|_| panic!("member number in {m:?}"));
+        assert_eq!(MEMBERS.get(i), Some(&name), "member {i} named {name:?}");
+        return n.to_string();
+    }
+    m.to_string()
 }
 
 /// The result reduced to what both sides print: an id, `0`, an address or `-1`.
@@ -595,6 +604,20 @@ fn traced_persist_session() -> Option<[(Vec<String>, Vec<String>); 2]> {
     assert_eq!(rf.stdout, input);
     k.assert_clean();
     let side = |f: &Finished, who: &str, log: &TempFile| {
+        // (e) The copies into and out of the slots are narrated too: no System V
+        // calls, so strace does not see them and the comparison skips them.
+        let copies: Vec<String> = narrated(&f.stderr, who)
+            .into_iter()
+            .filter(|c| c.starts_with("memcpy(") || c.starts_with("read("))
+            .collect();
+        assert!(
+            copies.len() >= 2,
+            "{who}: the copies are not narrated:\n{}",
+            f.stderr
+        );
+        for c in &copies {
+            assert!(canon(c).is_none(), "{who}: a copy taken for a call: {c}");
+        }
         let n: Vec<String> = narrated(&f.stderr, who)
             .iter()
             .filter_map(|c| canon(c))
@@ -693,4 +716,461 @@ fn summaries_count_every_call_strace_saw() {
 #[test]
 fn every_call_is_narrated_including_failed_lookups() {
     traced_stream(true);
+}
+
+// ---------------------------------------------------------------------------
+// Reading like an annotated listing: waits, phases, members, copies, wraps, width.
+// ---------------------------------------------------------------------------
+
+/// Every line of `who`'s narration shown in full, comment included
+/// (`[who] CALL = RESULT    // why`), without the narrator's own `...` lines.
+fn full_lines<'a>(stderr: &'a str, who: &str) -> Vec<&'a str> {
+    let prefix = format!("[{who}] ");
+    stderr
+        .lines()
+        .filter(|l| l.starts_with(&prefix) && !l[prefix.len()..].starts_with("..."))
+        .collect()
+}
+
+/// The narrator's own lines of `who` (`[who] ... text`), as `text`.
+fn own_lines<'a>(stderr: &'a str, who: &str) -> Vec<&'a str> {
+    let prefix = format!("[{who}] ... ");
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix(prefix.as_str()))
+        .collect()
+}
+
+/// The part of `stderr` after the first line containing `marker`.
+fn after<'a>(stderr: &'a str, marker: &str) -> &'a str {
+    let at = stderr
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker:?} in:\n{stderr}"));
+    let rest = &stderr[at..];
+    rest.split_once('\n').map_or("", |(_, r)| r)
+}
+
+/// The operations of a narrated `semop`/`semtimedop` line as (member number,
+/// delta), or `None` for another line.
+fn semops(line: &str) -> Option<Vec<(usize, i32)>> {
+    let (_, rest) = line
+        .split_once("semop(")
+        .or(line.split_once("semtimedop("))?;
+    let (_, ops) = rest.split_once(", [{")?;
+    let (ops, _) = ops.split_once("}]")?;
+    Some(
+        ops.split("}, {")
+            .map(|op| {
+                let f: Vec<&str> = op.split(", ").collect();
+                let n = member(f[0]).parse().expect("member number");
+                (n, f[1].parse().expect("delta"))
+            })
+            .collect(),
+    )
+}
+
+/// The comment of a full line.
+fn why(line: &str) -> &str {
+    line.split_once("    // ").map_or("", |(_, w)| w)
+}
+
+/// Index of member `name`.
+fn m(name: &str) -> usize {
+    MEMBERS.iter().position(|n| *n == name).expect("a member")
+}
+
+/// Asserts that, after `marker` (the note that `who` joined or created the
+/// session), the first message's calls are shown in full before anything is
+/// counted: the take (`counter`, negative, with the mutex) and the publish or free
+/// that gives to `other`.
+fn first_message_in_full(stderr: &str, who: &str, counter: &str, other: &str, marker: &str) {
+    let rest = after(stderr, marker);
+    let prefix = format!("[{who}] ");
+    let mut take = false;
+    for l in rest.lines().filter(|l| l.starts_with(&prefix)) {
+        if l.contains("] ... not shown") || l.contains("] ... steady state") {
+            break;
+        }
+        let Some(ops) = semops(l) else { continue };
+        if !l.contains(") = 0") {
+            continue;
+        }
+        if ops.iter().any(|&(n, d)| n == m(counter) && d < 0) {
+            take = true;
+        }
+        if take && ops.iter().any(|&(n, d)| n == m(other) && d > 0) {
+            return;
+        }
+    }
+    panic!("{who}: the first message's take and {other} semops are not shown in full after {marker:?}:\n{stderr}");
+}
+
+/// (a) A reader started well before its writer prints its first round of lookups,
+/// then nothing while it waits, then one line for all the repeats; and after
+/// joining, the first message's semops in full (b).
+#[test]
+fn a_reader_waiting_for_its_writer_prints_one_line_for_the_wait() {
+    let k = TestKey::new();
+    let mut r = k.reader();
+    r.arg("--explain");
+    let mut reader = Proc::spawn(r, Stdio::null());
+    reader.wait_stderr(SOON, "waiting for a writer");
+    std::thread::sleep(Duration::from_millis(1500));
+    reader.pump();
+    let while_waiting = reader.stderr_text();
+    // The first round (shmget and semget, both ENOENT) and the note; the repeats
+    // of the last 1.5 s are not printed one by one.
+    assert!(
+        while_waiting.lines().count() <= 4,
+        "a waiting reader keeps printing:\n{while_waiting}"
+    );
+    let data = pseudo_random(200_000, 11);
+    let mut w = k.writer();
+    w.args(["--explain", "--slot-size", "4K"]);
+    let wf = run_with_input(w, &data, LONG);
+    let rf = reader.wait(LONG);
+    assert_ok(&wf, "writer");
+    assert_ok(&rf, "reader");
+    assert!(rf.stdout == data, "reader stdout is not the input");
+    k.assert_clean();
+
+    let joined = rf
+        .stderr
+        .find("= shmid ")
+        .expect("the reader found the segment in the end");
+    let waiting = &rf.stderr[..joined];
+    let lines: Vec<&str> = waiting.lines().collect();
+    assert!(lines.len() <= 5, "{waiting}");
+    let collapsed: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("[reader] ... waiting: "))
+        .collect();
+    assert_eq!(collapsed.len(), 1, "one line for the wait:\n{waiting}");
+    let c = collapsed[0];
+    assert!(
+        c.contains("shmget, semget repeated") && c.contains("(ENOENT)"),
+        "{c}"
+    );
+    assert!(c.ends_with("until a writer created them"), "{c}");
+    assert!(summarised_calls(&[c.to_string()]) > 0, "{c}");
+    // The first try is shown in full, with its result.
+    assert!(
+        waiting.contains(&format!(
+            "[reader] shmget({}, 0, 0) = -1 (ENOENT)    // ",
+            k.arg()
+        )),
+        "{waiting}"
+    );
+    // (b) The first message after joining, in full, on both sides.
+    first_message_in_full(&rf.stderr, "reader", "FILLED", "FREE", "joined key");
+    first_message_in_full(&wf.stderr, "writer", "FREE", "FILLED", "created key");
+}
+
+/// (b) The writer first, then the reader: after its join the reader shows the
+/// first message's take and free in full, though the writer has long been sending.
+#[test]
+fn after_joining_the_first_message_is_shown_in_full() {
+    let k = TestKey::new();
+    let data = pseudo_random(2 << 20, 12);
+    let mut w = k.writer();
+    w.args(["--explain", "--slot-size", "4K", "--slots", "16"]);
+    let writer = Proc::spawn_fed(w, data.clone());
+    wait_until(SOON, "the writer's objects", || k.in_ipcs() == (true, true));
+    let mut r = k.reader();
+    r.arg("--explain");
+    let reader = Proc::spawn(r, Stdio::null());
+    let wf = writer.wait(LONG);
+    let rf = reader.wait(LONG);
+    assert_ok(&wf, "writer");
+    assert_ok(&rf, "reader");
+    assert!(rf.stdout == data, "reader stdout is not the input");
+    k.assert_clean();
+    first_message_in_full(&rf.stderr, "reader", "FILLED", "FREE", "joined key");
+    first_message_in_full(&wf.stderr, "writer", "FREE", "FILLED", "created key");
+}
+
+/// (c) An interactive pair: fifty lines, a pause, one more line. Nothing is
+/// printed during the pause, and the line after it is narrated in full again on
+/// both sides (the per-message budget begins anew after a pause), after one line
+/// that counts what was not shown.
+#[test]
+fn after_a_pause_the_next_message_is_shown_in_full_and_nothing_is_printed_during_it() {
+    let k = TestKey::new();
+    let mut r = k.reader();
+    r.args(["--explain", "--batch", "1"]);
+    let mut reader = Proc::spawn(r, Stdio::null());
+    let mut w = k.writer();
+    w.args(["--explain", "--lines", "--batch", "1"]);
+    let mut writer = Proc::spawn(w, Stdio::piped());
+    let first: String = (1..=50).map(|i| format!("line {i}\n")).collect();
+    writer.feed(first.as_bytes());
+    reader.wait_stdout(SOON, "the first fifty lines", |o| o == first.as_bytes());
+    // Both have narrated everything of the first part (the reader writes its
+    // output after freeing the slots; the writer sleeps in poll(2), which is no
+    // System V call). Give the pipes that carry their stderr a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    writer.pump();
+    reader.pump();
+    let (w_before, r_before) = (writer.err.len(), reader.err.len());
+    assert!(
+        own_lines(&writer.stderr_text(), "writer")
+            .iter()
+            .any(|l| l.starts_with("steady state")),
+        "the first part must use up the budget:\n{}",
+        writer.stderr_text()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    writer.pump();
+    reader.pump();
+    assert_eq!(
+        writer.err.len(),
+        w_before,
+        "the writer printed during the pause: {:?}",
+        String::from_utf8_lossy(&writer.err[w_before..])
+    );
+    assert_eq!(
+        reader.err.len(),
+        r_before,
+        "the reader printed during the pause: {:?}",
+        String::from_utf8_lossy(&reader.err[r_before..])
+    );
+    writer.feed(b"the last line\n");
+    let all = format!("{first}the last line\n");
+    reader.wait_stdout(SOON, "the last line", |o| o == all.as_bytes());
+    writer.close_stdin();
+    let wf = writer.wait(SOON);
+    let rf = reader.wait(SOON);
+    assert_ok(&wf, "writer");
+    assert_ok(&rf, "reader");
+    k.assert_clean();
+
+    // After the pause: what was counted, then the last line's calls in full.
+    let w_after = &wf.stderr[w_before..];
+    let r_after = &rf.stderr[r_before..];
+    assert!(
+        w_after.starts_with("[writer] ... not shown: "),
+        "writer after the pause:\n{w_after}"
+    );
+    let wl = full_lines(w_after, "writer");
+    assert!(
+        wl.first()
+            .is_some_and(|l| semops(l)
+                .is_some_and(|ops| ops.contains(&(m("FREE"), -1)) && l.contains(") = 0"))),
+        "the writer's take after the pause is not shown first:\n{w_after}"
+    );
+    assert!(
+        wl.iter()
+            .any(|l| l.contains("memcpy(") && l.contains(", data, 14)")),
+        "the writer's copy of the last line is not shown:\n{w_after}"
+    );
+    assert!(
+        wl.iter()
+            .any(|l| semops(l).is_some_and(|ops| ops.contains(&(m("FILLED"), 1)))),
+        "the writer's publish of the last line is not shown:\n{w_after}"
+    );
+    let rown = own_lines(r_after, "reader");
+    assert!(
+        rown.iter().any(|l| l.starts_with("waiting: semtimedop")
+            && l.contains("(EAGAIN)")
+            && l.ends_with("until a frame was published")),
+        "the reader's wait is not one line:\n{r_after}"
+    );
+    let rl = full_lines(r_after, "reader");
+    assert!(
+        rl.iter().any(|l| l.contains("memcpy(out + 0, base + ")
+            && l.ends_with("on the way (no system call: the segment is our memory)")
+            && l.contains(", 14)")),
+        "the reader's copy of the last line is not shown:\n{r_after}"
+    );
+    assert!(
+        rl.iter()
+            .any(|l| semops(l).is_some_and(|ops| ops.contains(&(m("FREE"), 1)))),
+        "the reader's free of the last line is not shown:\n{r_after}"
+    );
+}
+
+/// (d) Semaphore members are their numbers, named in a comment as C written with
+/// an enum reads (`{1 /* FILLED */, -1, SEM_UNDO}`, `semctl(id, 4 /* HEAD */,
+/// GETVAL)`), and every number has its own name.
+#[test]
+fn members_are_numbers_named_in_a_comment() {
+    let k = TestKey::new();
+    let mut w = k.writer();
+    w.args([
+        "--explain",
+        "--persist",
+        "--slots",
+        "4",
+        "--slot-size",
+        "4K",
+    ]);
+    let wf = run_with_input(w, b"a line\n", SOON);
+    assert_ok(&wf, "writer");
+    let mut r = k.reader();
+    r.arg("--explain");
+    let rf = run_with_input(r, b"", SOON);
+    assert_ok(&rf, "reader");
+    k.assert_clean();
+    let mut named = 0;
+    for (who, f) in [("writer", &wf), ("reader", &rf)] {
+        for l in full_lines(&f.stderr, who) {
+            let call = l.split_once("    // ").map_or(l, |(c, _)| c);
+            let mut rest = call;
+            while let Some((before, after)) = rest.split_once(" /* ") {
+                let n: usize = before
+                    .rsplit(['{', ' '])
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("{who}: no number before /* in {l}"));
+                let (name, tail) = after.split_once(" */").expect("closed comment");
+                assert_eq!(MEMBERS.get(n), Some(&name), "{who}: {l}");
+                named += 1;
+                rest = tail;
+            }
+        }
+    }
+    assert!(named > 20, "members are not numbered and named");
+    let w = wf.stderr.as_str();
+    assert!(w.contains("{0 /* FREE */, -1, SEM_UNDO|IPC_NOWAIT}"), "{w}");
+    assert!(w.contains(", 4 /* HEAD */, GETVAL) = 0"), "{w}");
+    assert!(
+        rf.stderr.contains(", 5 /* TAIL */, GETVAL) = 0"),
+        "{}",
+        rf.stderr
+    );
+}
+
+/// (f) A ring of 4 slots fed so that one batch wraps round its end (3 frames from
+/// slot 3: HEAD goes 3 -> 2, an operation of -1) and one is a whole lap (4 frames:
+/// HEAD stays, and no HEAD operation is made): every publish and free says what
+/// happens to HEAD or TAIL, true to the operations of that very call.
+#[test]
+fn a_batch_that_wraps_the_ring_says_truly_what_happens_to_head() {
+    let k = TestKey::new();
+    let mut r = k.reader();
+    r.arg("--explain");
+    let mut reader = Proc::spawn(r, Stdio::null());
+    let mut w = k.writer();
+    w.args(["--explain", "--lines", "--slots", "4", "--slot-size", "4K"]);
+    let mut writer = Proc::spawn(w, Stdio::piped());
+    let mut sent = String::new();
+    for (i, part) in ["a\nb\nc\n", "d\ne\nf\n", "g\nh\ni\nj\n"]
+        .iter()
+        .enumerate()
+    {
+        if i > 0 {
+            // A pause begins a new phase, so that every batch is narrated in full.
+            std::thread::sleep(Duration::from_millis(1100));
+        }
+        writer.feed(part.as_bytes());
+        sent.push_str(part);
+        reader.wait_stdout(SOON, part, |o| o == sent.as_bytes());
+    }
+    writer.close_stdin();
+    let wf = writer.wait(SOON);
+    let rf = reader.wait(SOON);
+    assert_ok(&wf, "writer");
+    assert_ok(&rf, "reader");
+    k.assert_clean();
+
+    let (head, tail) = (m("HEAD"), m("TAIL"));
+    let mut wrapped = false;
+    let mut lap = false;
+    for (who, f, index, name, gives) in [
+        ("writer", &wf, head, "HEAD", m("FILLED")),
+        ("reader", &rf, tail, "TAIL", m("FREE")),
+    ] {
+        for l in full_lines(&f.stderr, who) {
+            let Some(ops) = semops(l) else { continue };
+            let Some(&(_, given)) = ops.iter().find(|&&(n, d)| n == gives && d > 0) else {
+                continue;
+            };
+            let moved = ops.iter().find(|&&(n, _)| n == index).map(|&(_, d)| d);
+            let w = why(l);
+            match moved {
+                Some(d) if d > 0 => assert!(
+                    !w.contains("wrapping")
+                        && !w.contains("stays")
+                        && w.contains(&format!("{name} ")),
+                    "{who}: {l}"
+                ),
+                Some(d) => {
+                    assert!(
+                        w.contains(&format!(
+                            "wrapping past the last slot ({d} = +{given} - 4 slots)"
+                        )),
+                        "{who}: {l}"
+                    );
+                    wrapped |= who == "writer" && d == -1 && w.contains("HEAD 3 -> 2");
+                }
+                None => {
+                    assert!(
+                        w.contains(&format!("{name} stays"))
+                            && w.contains(&format!("no {name} operation")),
+                        "{who}: {l}"
+                    );
+                    lap |= who == "writer" && given == 4 && w.contains("HEAD stays 2");
+                }
+            }
+        }
+    }
+    assert!(
+        wrapped,
+        "no narrated publish of 3 frames from slot 3:\n{}",
+        wf.stderr
+    );
+    assert!(lap, "no narrated publish of a whole lap:\n{}", wf.stderr);
+}
+
+/// (g) `--explain --compact`: the reason on its own line, and no line wider than 80
+/// columns, through a wait, a stream with counted calls, and the end.
+#[test]
+fn compact_narration_fits_80_columns() {
+    let k = TestKey::new();
+    let mut r = k.reader();
+    r.args(["--explain", "--compact", "-q"]);
+    let mut reader = Proc::spawn(r, Stdio::null());
+    reader.wait_stderr(SOON, "ENOENT");
+    std::thread::sleep(Duration::from_millis(300));
+    let data = pseudo_random(1 << 20, 13);
+    let mut w = k.writer();
+    w.args(["--explain", "--compact", "-q", "--slot-size", "4K"]);
+    let wf = run_with_input(w, &data, LONG);
+    let rf = reader.wait(LONG);
+    assert_ok(&wf, "writer");
+    assert_ok(&rf, "reader");
+    assert!(rf.stdout == data, "reader stdout is not the input");
+    k.assert_clean();
+    for (who, f) in [("writer", &wf), ("reader", &rf)] {
+        let prefix = format!("[{who}] ");
+        let mut comments = 0;
+        for l in f.stderr.lines() {
+            assert!(
+                l.chars().count() <= 80,
+                "{who}: {} columns: {l:?}",
+                l.chars().count()
+            );
+            assert!(
+                l.starts_with(&prefix) || l.starts_with("        ") || l.starts_with("    // "),
+                "{who}: not narration: {l:?}"
+            );
+            comments += usize::from(l.starts_with("    // "));
+            assert!(
+                !l.contains("    // ") || l.starts_with("    // "),
+                "{who}: {l:?}"
+            );
+        }
+        assert!(comments > 10, "{who}: no comment lines:\n{}", f.stderr);
+        assert!(
+            f.stderr.contains(&format!("{prefix}... not shown: ")),
+            "{who}: nothing counted:\n{}",
+            f.stderr
+        );
+    }
+    assert!(
+        rf.stderr
+            .contains("[reader] ... waiting: shmget, semget repeated"),
+        "{}",
+        rf.stderr
+    );
 }

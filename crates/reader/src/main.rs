@@ -34,9 +34,12 @@ struct Args {
     #[arg(long, value_name = "MS", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=60_000))]
     delay: u64,
-    /// Narrate every System V call on stderr, as C.
+    /// Narrate every System V call on stderr, as C: one line per call with its reason.
     #[arg(long)]
     explain: bool,
+    /// With --explain: each call wrapped to 80 columns, its reason on a line of its own.
+    #[arg(long, requires = "explain")]
+    compact: bool,
     /// No notes, summary or progress bar on stderr (errors, and --explain, still print).
     #[arg(short, long)]
     quiet: bool,
@@ -79,9 +82,12 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
     };
     // A stdout closed at start would swallow the stream: refuse before joining.
     let mut output = stdio::stdout_file()?;
-    if args.explain {
-        explain::enable("reader");
-    }
+    let style = if args.compact {
+        explain::Style::Compact
+    } else {
+        explain::Style::Full
+    };
+    let _narration = args.explain.then(|| explain::enable("reader", style));
     signals::install()?;
     let cfg = stream::ReaderConfig {
         key,

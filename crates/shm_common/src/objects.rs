@@ -6,7 +6,7 @@
 use crate::error::{Error, Result};
 use crate::key::IpcKey;
 use crate::sys::SysError;
-use crate::trace;
+use crate::trace::{self, Kind};
 
 /// A lookup's result becomes `Some(id)`, `None` when nothing is at the key (ENOENT),
 /// or an error naming the key. `call` is the C text of the call, `object` what it
@@ -22,15 +22,21 @@ pub(crate) fn lookup(
         Ok(id) => {
             if trace::enabled() {
                 let why = format!("look up the {object} at our key");
-                trace::call(false, call, &format!("{id_name} {id}"), &why);
+                trace::call(Kind::Once, call, &format!("{id_name} {id}"), &why);
             }
             Ok(Some(id))
         }
         Err(e) if e.errno() == libc::ENOENT => {
             if trace::enabled() {
-                // Hot: a reader started first repeats this until its writer comes.
-                let why = format!("no {object} at our key (yet)");
-                trace::call(true, call, "-1 (ENOENT)", &why);
+                // A reader started first repeats this until its writer comes (and a
+                // writer looks again when a session it saw went away meanwhile).
+                let why = format!("no {object} at our key (yet): look again until there is one");
+                trace::call(
+                    Kind::Waiting("a writer created them"),
+                    call,
+                    "-1 (ENOENT)",
+                    &why,
+                );
             }
             Ok(None)
         }
@@ -49,9 +55,9 @@ pub(crate) fn removal(
     if trace::enabled() {
         let r = match &result {
             Ok(()) => "0".to_string(),
-            Err(e) => format!("-1 ({})", e.source),
+            Err(e) => trace::failure(&e.source),
         };
-        trace::call(false, call, &r, why);
+        trace::call(Kind::Once, call, &r, why);
     }
     match result {
         Ok(()) => Ok(true),

@@ -9,7 +9,7 @@
 use crate::error::{Error, ObjectKind, Result};
 use crate::key::IpcKey;
 use crate::sys::sem;
-use crate::trace;
+use crate::trace::{self, Kind};
 use std::time::Duration;
 
 pub use crate::sys::sem::Query;
@@ -68,27 +68,47 @@ pub enum Applied {
 
 /// Why a call is made, for `--explain` (see [`crate::trace`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Why {
+pub struct Why<'a> {
     /// The reason, as the narration prints it.
-    pub text: &'static str,
-    /// Made once per message (taking and publishing slots), so the narration shows
-    /// the first few in full and then counts them.
-    pub per_message: bool,
+    pub text: &'a str,
+    /// Made once, once per message, or one try of a wait.
+    pub kind: Kind,
+    /// Set for a call that is retried while it has to wait: when it gives up
+    /// (`EAGAIN`: a timeout, or `IPC_NOWAIT`; `EINTR`), it is narrated as one try
+    /// of a wait ([`Kind::Waiting`]) for this ("a frame was published").
+    pub retried_until: Option<&'static str>,
 }
 
-impl Why {
+impl<'a> Why<'a> {
     /// A call made once or a few times in a session (setup, joining, leaving).
-    pub const fn once(text: &'static str) -> Why {
+    pub const fn once(text: &'a str) -> Why<'a> {
         Why {
             text,
-            per_message: false,
+            kind: Kind::Once,
+            retried_until: None,
         }
     }
     /// A call on the per-message path.
-    pub const fn per_message(text: &'static str) -> Why {
+    pub const fn per_message(text: &'a str) -> Why<'a> {
         Why {
             text,
-            per_message: true,
+            kind: Kind::PerMessage,
+            retried_until: None,
+        }
+    }
+    /// One try of a wait for `until` (see [`Kind::Waiting`]).
+    pub const fn waiting(text: &'a str, until: &'static str) -> Why<'a> {
+        Why {
+            text,
+            kind: Kind::Waiting(until),
+            retried_until: None,
+        }
+    }
+    /// The same call, retried until `until` happens whenever it has to wait.
+    pub const fn retried_until(self, until: &'static str) -> Why<'a> {
+        Why {
+            retried_until: Some(until),
+            ..self
         }
     }
 }
@@ -131,12 +151,12 @@ pub fn stat(key: IpcKey, semid: i32) -> Result<SetStat> {
                 ds.sem_perm.mode & 0o777,
                 ds.sem_otime
             ),
-            Err(e) => format!("-1 ({})", e.source),
+            Err(e) => trace::failure(&e.source),
         };
         let why =
             "read the set's record: member count, owner, and sem_otime (0 = not initialised yet)";
         trace::call(
-            false,
+            Kind::Once,
             &format!("semctl({semid}, 0, IPC_STAT, &buf)"),
             &r,
             why,
@@ -190,13 +210,25 @@ impl SemaphoreSet {
         if trace::enabled() {
             let r = match &result {
                 Ok(id) => format!("semid {id}"),
-                Err(e) => format!("-1 ({})", e.source),
+                Err(e) => trace::failure(&e.source),
+            };
+            // EEXIST: someone else was first. A writer then looks at what is there,
+            // and tries again while a creator is at work: one try of that wait.
+            let (kind, why) = match &result {
+                Err(e) if e.errno() == libc::EEXIST => (
+                    Kind::Waiting("the session at our key was ready"),
+                    "create the semaphore set; EXCL makes exactly one creator win: not us",
+                ),
+                _ => (
+                    Kind::Once,
+                    "create the semaphore set; EXCL makes exactly one creator win",
+                ),
             };
             trace::call(
-                false,
+                kind,
                 &format!("semget({key}, {nsems}, {})", trace::ipc_flags(flags)),
                 &r,
-                "create the semaphore set; EXCL makes exactly one creator win",
+                why,
             );
         }
         match result {
@@ -272,7 +304,7 @@ impl SemaphoreSet {
                 } else {
                     flags.join("|")
                 };
-                format!("{{{}, {:+}, {f}}}", self.name(o.member), o.delta)
+                format!("{{{}, {:+}, {f}}}", self.member(o.member), o.delta)
             })
             .collect();
         match patience {
@@ -291,11 +323,16 @@ impl SemaphoreSet {
         self.names.get(usize::from(m)).copied().unwrap_or("?")
     }
 
+    /// Member `m` as C passes it: `4 /* HEAD */`.
+    fn member(&self, m: u16) -> String {
+        trace::member(m, self.names)
+    }
+
     /// Applies `ops` atomically, waiting as `patience` allows. [`Applied::NotYet`]
     /// when it gave up (timeout, `IPC_NOWAIT`, or a signal); an error when the set was
     /// removed meanwhile ([`Error::PeerGone`]) or a value would pass SEMVMX
     /// ([`Error::Corrupt`]: something changed the counts).
-    pub fn apply(&self, ops: &[SemOp], patience: Patience, why: Why) -> Result<Applied> {
+    pub fn apply(&self, ops: &[SemOp], patience: Patience, why: Why<'_>) -> Result<Applied> {
         let mut bufs = [libc::sembuf {
             sem_num: 0,
             sem_op: 0,
@@ -328,9 +365,16 @@ impl SemaphoreSet {
                 Err(e) if e.errno() == libc::EAGAIN => {
                     "-1 (EAGAIN: would block / timed out)".to_string()
                 }
-                Err(e) => format!("-1 ({})", e.source),
+                Err(e) if e.errno() == libc::EINTR => "-1 (EINTR: a signal came)".to_string(),
+                Err(e) => trace::failure(&e.source),
             };
-            trace::call(why.per_message, &self.describe(ops, patience), &r, why.text);
+            let kind = match (&result, why.retried_until) {
+                (Err(e), Some(until)) if matches!(e.errno(), libc::EAGAIN | libc::EINTR) => {
+                    Kind::Waiting(until)
+                }
+                _ => why.kind,
+            };
+            trace::call(kind, &self.describe(ops, patience), &r, why.text);
         }
         match result {
             Ok(()) => Ok(Applied::Done),
@@ -354,7 +398,7 @@ impl SemaphoreSet {
     /// itself holds), with `IPC_NOWAIT`: if they would have to wait after all, the
     /// counts were changed from outside, and waiting while holding a mutex would
     /// hang every peer. That is [`Error::Corrupt`].
-    pub fn apply_now(&self, ops: &[SemOp], why: Why) -> Result<()> {
+    pub fn apply_now(&self, ops: &[SemOp], why: Why<'_>) -> Result<()> {
         match self.apply(ops, Patience::NoWait, why)? {
             Applied::Done => Ok(()),
             Applied::NotYet => Err(Error::Corrupt {
@@ -369,6 +413,13 @@ impl SemaphoreSet {
 
     /// All member values in one consistent snapshot (`semctl(GETALL)`).
     pub fn values(&self) -> Result<Vec<u16>> {
+        self.values_why(Why::once(
+            "read every count at once: how many slots are free/filled, who is alive",
+        ))
+    }
+
+    /// [`SemaphoreSet::values`], narrated with `why`.
+    pub(crate) fn values_why(&self, why: Why<'_>) -> Result<Vec<u16>> {
         let result = sem::get_all(self.id, self.nsems);
         if trace::enabled() {
             let r = match &result {
@@ -380,13 +431,13 @@ impl SemaphoreSet {
                         .collect();
                     format!("0, [{}]", list.join(", "))
                 }
-                Err(_) => "-1".into(),
+                Err(e) => trace::failure(&e.source),
             };
             trace::call(
-                true,
+                why.kind,
                 &format!("semctl({}, 0, GETALL, values)", self.id),
                 &r,
-                "read every count at once: how many slots are free/filled, who is alive",
+                why.text,
             );
         }
         result.map_err(|e| self.gone_or(e))
@@ -409,7 +460,7 @@ impl SemaphoreSet {
                 .map(|(n, v)| format!("{n}={v}"))
                 .collect();
             trace::call(
-                false,
+                Kind::Once,
                 &format!("semctl({}, 0, SETALL, [{}])", self.id, list.join(", ")),
                 if result.is_ok() { "0" } else { "-1" },
                 why,
@@ -428,16 +479,16 @@ impl SemaphoreSet {
     }
 
     /// [`SemaphoreSet::query`], narrated with `why`.
-    pub(crate) fn query_why(&self, member: u16, q: Query, why: Why) -> Result<i32> {
+    pub(crate) fn query_why(&self, member: u16, q: Query, why: Why<'_>) -> Result<i32> {
         let result = sem::query(self.id, member, q);
         if trace::enabled() {
             let r = match &result {
                 Ok(v) => v.to_string(),
-                Err(e) => format!("-1 ({})", e.source),
+                Err(e) => trace::failure(&e.source),
             };
             trace::call(
-                why.per_message,
-                &format!("semctl({}, {}, {})", self.id, self.name(member), q.name()),
+                why.kind,
+                &format!("semctl({}, {}, {})", self.id, self.member(member), q.name()),
                 &r,
                 why.text,
             );
@@ -452,11 +503,11 @@ impl SemaphoreSet {
         let result = sem::set_value(self.id, member, value);
         if trace::enabled() {
             trace::call(
-                false,
+                Kind::Once,
                 &format!(
                     "semctl({}, {}, SETVAL, {value})",
                     self.id,
-                    self.name(member)
+                    self.member(member)
                 ),
                 if result.is_ok() { "0" } else { "-1" },
                 "set one semaphore's value",

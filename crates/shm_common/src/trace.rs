@@ -3,23 +3,63 @@
 //!
 //! The safe wrappers (`segment/`, `semaphore.rs`, `objects.rs`) report each call as
 //! a [`Call`]: the C text with its arguments spelled by name, the result, why it is
-//! made, and whether it is on the per-message path. The library only reports; how
-//! the calls are shown (a prefix, which ones in full, how the per-message ones are
-//! summarised) is decided by the program that installs a sink with [`set_sink`]
-//! (the binaries use `shm_cli::explain`). Without a sink, reporting costs one
-//! relaxed atomic load per call site.
+//! made, and what [`Kind`] of call it is (made once, once per message, or one try
+//! of a wait). The ring (`ring/`) also reports the steps beside the calls that
+//! move the data: each copy into or out of a slot ([`Step::Copy`]), which is no
+//! System V call at all. The library only reports; how the calls are shown (a
+//! prefix, which ones in full, how the others are counted) is decided by the
+//! program that installs a sink with [`set_sink`] (the binaries use
+//! `shm_cli::explain`). Without a sink, reporting costs one relaxed atomic load per
+//! call site.
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 
-/// One System V call, as narrated.
+/// How often a call is made, so that a narrator can decide what to show in full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Made once or a few times in a session: creating, joining, leaving, removing,
+    /// the END/FINAL frame. Each one marks a step of the session worth reading.
+    Once,
+    /// Made once per message or batch (taking and publishing slots, the copies): a
+    /// long stream makes thousands, so a narrator shows the first few and counts
+    /// the rest.
+    PerMessage,
+    /// One try of a wait that is retried until something happens: a lookup that
+    /// found nothing yet, a `semtimedop` (or `IPC_NOWAIT` `semop`) that had to give
+    /// up, the counts read between two tries, and the later rounds of the search
+    /// for a session at a key (`Session::open`: their lookups, and the rest of a
+    /// round that found the same ids again). The text completes "retried until
+    /// ...": `a writer created them`. The call that ends the wait (the same call
+    /// succeeding, or the next step) comes as [`Kind::Once`] or
+    /// [`Kind::PerMessage`], or as a try with a new result.
+    Waiting(&'static str),
+}
+
+/// What a reported step is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A System V call (`shmget`, `shmat`, `shmdt`, `shmctl`, `semget`, `semop`,
+    /// `semtimedop`, `semctl`): what `strace -e trace=ipc` records.
+    SystemV,
+    /// A copy into or out of a slot: a `memcpy` in our own memory (the segment is
+    /// mapped, so no system call is involved), or the `read(2)` that fills a slot
+    /// straight from a file. Never a System V call.
+    Copy,
+}
+
+/// One narrated step.
 #[derive(Debug, Clone, Copy)]
 pub struct Call<'a> {
-    /// Made once per message (taking and publishing slots): a long stream makes
-    /// thousands, so a narrator shows the first few and counts the rest.
-    pub per_message: bool,
-    /// The call as C: `semop(42, [{FREE, -1, SEM_UNDO}])`.
+    /// Once, per message, or one try of a wait.
+    pub kind: Kind,
+    /// A System V call, or a copy beside them.
+    pub step: Step,
+    /// The call as C: `semop(42, [{0 /* FREE */, -1, SEM_UNDO}])`, or
+    /// `memcpy(base + 4128, data, 6)`.
     pub call: &'a str,
-    /// What it returned: `0`, `shmid 7`, `-1 (EAGAIN: would block / timed out)`.
+    /// What it returned: `0`, `shmid 7`, `-1 (EAGAIN: would block / timed out)`;
+    /// empty for a `memcpy` (whose result, its first argument, says nothing).
     pub result: &'a str,
     /// Why it is made.
     pub why: &'a str,
@@ -42,16 +82,91 @@ pub fn enabled() -> bool {
     SINK.get().is_some()
 }
 
-/// Reports one call to the sink, if there is one.
-pub(crate) fn call(per_message: bool, call: &str, result: &str, why: &str) {
+thread_local! {
+    /// Set while this thread retries a search ([`retrying`]): what it waits for.
+    static RETRYING: Cell<Option<&'static str>> = const { Cell::new(None) };
+}
+
+/// Runs `f` as a retry of a wait for `until` when `retry` is set: every call it
+/// reports is then [`Kind::Waiting`] (unless it already is, with its own text).
+/// For a loop that repeats a whole search (`Session::open` looking at a key every
+/// few milliseconds while a creator works), so that its second and later rounds
+/// are recognisable as repeats of the first.
+pub(crate) fn retrying<T>(retry: bool, until: &'static str, f: impl FnOnce() -> T) -> T {
+    if !retry || !enabled() {
+        return f();
+    }
+    let before = RETRYING.with(|r| r.replace(Some(until)));
+    let out = f();
+    RETRYING.with(|r| r.set(before));
+    out
+}
+
+/// Reports one System V call to the sink, if there is one.
+pub(crate) fn call(kind: Kind, call: &str, result: &str, why: &str) {
+    report(kind, Step::SystemV, call, result, why);
+}
+
+/// Reports one copy into or out of a slot (no System V call) to the sink.
+pub(crate) fn copy(kind: Kind, call: &str, result: &str, why: &str) {
+    report(kind, Step::Copy, call, result, why);
+}
+
+fn report(kind: Kind, step: Step, call: &str, result: &str, why: &str) {
     if let Some(sink) = SINK.get() {
+        let kind = match (kind, RETRYING.with(Cell::get)) {
+            (Kind::Waiting(_), _) | (_, None) => kind,
+            (_, Some(until)) => Kind::Waiting(until),
+        };
         sink(&Call {
-            per_message,
+            kind,
+            step,
             call,
             result,
             why,
         });
     }
+}
+
+/// A semaphore member as C code written with an enum would pass it: its number,
+/// and its name in a comment (`4 /* HEAD */`), so that it reads like the source and
+/// matches what `strace` prints (`sem_num=4`).
+pub fn member(index: u16, names: &[&str]) -> String {
+    match names.get(usize::from(index)) {
+        Some(name) => format!("{index} /* {name} */"),
+        None => index.to_string(),
+    }
+}
+
+/// A failed call's result as C reports it: `-1 (EEXIST: File exists)`.
+pub(crate) fn failure(e: &std::io::Error) -> String {
+    format!("-1 ({})", errno_text(e))
+}
+
+/// `EEXIST: File exists`: the errno's name (where it is one the System V calls
+/// return) and its description.
+pub(crate) fn errno_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text).to_string();
+    let name = match e.raw_os_error() {
+        Some(libc::ENOENT) => "ENOENT",
+        Some(libc::EEXIST) => "EEXIST",
+        Some(libc::EACCES) => "EACCES",
+        Some(libc::EPERM) => "EPERM",
+        Some(libc::EINVAL) => "EINVAL",
+        Some(libc::EIDRM) => "EIDRM",
+        Some(libc::EAGAIN) => "EAGAIN",
+        Some(libc::EINTR) => "EINTR",
+        Some(libc::ENOMEM) => "ENOMEM",
+        Some(libc::ENOSPC) => "ENOSPC",
+        Some(libc::ERANGE) => "ERANGE",
+        Some(libc::EFBIG) => "EFBIG",
+        Some(libc::E2BIG) => "E2BIG",
+        Some(libc::EFAULT) => "EFAULT",
+        Some(libc::EBADF) => "EBADF",
+        _ => return text,
+    };
+    format!("{name}: {text}")
 }
 
 /// Formats `IPC_CREAT|IPC_EXCL|0600`-style flags for shmget/semget.
@@ -79,5 +194,19 @@ mod tests {
         let f = libc::IPC_CREAT | libc::IPC_EXCL | 0o600;
         assert_eq!(super::ipc_flags(f), "IPC_CREAT|IPC_EXCL|0600");
         assert_eq!(super::ipc_flags(0), "0");
+    }
+
+    #[test]
+    fn failures_name_their_errno() {
+        let e = std::io::Error::from_raw_os_error(libc::EEXIST);
+        assert_eq!(super::failure(&e), "-1 (EEXIST: File exists)");
+    }
+
+    #[test]
+    fn members_are_numbers_named_in_a_comment() {
+        let names = crate::layout::sem::NAMES;
+        assert_eq!(super::member(0, names), "0 /* FREE */");
+        assert_eq!(super::member(4, names), "4 /* HEAD */");
+        assert_eq!(super::member(42, names), "42");
     }
 }

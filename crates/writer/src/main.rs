@@ -52,9 +52,12 @@ struct Args {
     #[arg(long, value_name = "MS", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=60_000))]
     delay: u64,
-    /// Narrate every System V call on stderr, as C.
+    /// Narrate every System V call on stderr, as C: one line per call with its reason.
     #[arg(long)]
     explain: bool,
+    /// With --explain: each call wrapped to 80 columns, its reason on a line of its own.
+    #[arg(long, requires = "explain")]
+    compact: bool,
     /// Remove our segment and semaphore set at the key instead of sending: only objects
     /// that carry our magic, and only if unused (exit 3 otherwise).
     #[arg(long, conflicts_with_all = ["file", "persist", "lines"])]
@@ -101,9 +104,12 @@ fn run(args: &Args) -> shm_common::Result<stream::Summary> {
     });
     let slots = args.slots.unwrap_or(layout::default_slots(slot_size));
     let geometry = Geometry::new(slots, slot_size)?;
-    if args.explain {
-        explain::enable("writer");
-    }
+    let style = if args.compact {
+        explain::Style::Compact
+    } else {
+        explain::Style::Full
+    };
+    let _narration = args.explain.then(|| explain::enable("writer", style));
     signals::install()?;
     let cfg = stream::WriterConfig {
         key,

@@ -8,10 +8,12 @@ use super::spin::{Spinner, Turn};
 use super::{batch_limit, batch_start, Notes, Release, Side};
 use crate::cancel;
 use crate::error::{Error, Result};
-use crate::frame::{FrameHeader, Kind};
+use crate::frame::{FrameHeader, Kind, FRAME_HEADER_SIZE};
 use crate::layout::{sem, ROLE_WRITER};
 use crate::semaphore::{Applied, Patience, SemOp, Why};
 use crate::session::{Session, Snapshot};
+use crate::trace;
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 
 /// One delivered frame: who sent it, its number, and where its payload is in the
@@ -132,7 +134,12 @@ impl<'a> Consumer<'a> {
             }
         }
         let data_frames = batch.frames.len() as u64;
-        self.release(tail, k, consumed, data_frames, bytes)?;
+        let rest = if outcome == Received::EndOfStream {
+            "the FINAL frame, left in the ring for the other readers"
+        } else {
+            "frames left in the ring (a bad frame stopped the batch)"
+        };
+        self.release(tail, k, consumed, data_frames, bytes, rest)?;
         self.frames += data_frames;
         self.bytes += bytes;
         match failure {
@@ -191,7 +198,8 @@ impl<'a> Consumer<'a> {
                 SemOp::undo(sem::READ_MUTEX, -1),
             ];
             let why =
-                Why::per_message("sleep until a frame is published and the read mutex is ours");
+                Why::per_message("sleep until a frame is published and the read mutex is ours")
+                    .retried_until("a frame was published");
             if s.semaphores()
                 .apply(&ops, Patience::UpTo(cancel::POLL), why)?
                 == Applied::Done
@@ -218,7 +226,10 @@ impl<'a> Consumer<'a> {
                 return self.tail(k, slots);
             }
             // A whole poll interval without data (or a signal): look at everything.
-            let snap = s.snapshot()?;
+            let snap = s.snapshot_why(Why::waiting(
+                "nothing for 100 ms: read every count (is a writer still there?)",
+                "a frame was published",
+            ))?;
             let filled = u32::from(snap.sems[usize::from(sem::FILLED)]);
             if filled > 0 {
                 let k = filled.min(self.max_batch);
@@ -239,7 +250,8 @@ impl<'a> Consumer<'a> {
         ];
         let why = Why::per_message(
             "take every published frame (up to the batch limit) and the read mutex",
-        );
+        )
+        .retried_until("a frame was published");
         Ok(self.s.semaphores().apply(&ops, Patience::NoWait, why)? == Applied::Done)
     }
 
@@ -254,13 +266,13 @@ impl<'a> Consumer<'a> {
                 Ok(t) => t,
                 Err(e) => {
                     // Give the frames and the mutex back: nothing was delivered.
-                    let _ = self.release(0, k, 0, 0, 0);
+                    let _ = self.release(0, k, 0, 0, 0, "nothing was delivered");
                     return Err(e);
                 }
             },
         };
         if tail >= slots {
-            let _ = self.release(0, k, 0, 0, 0);
+            let _ = self.release(0, k, 0, 0, 0, "nothing was delivered");
             return Err(Error::Corrupt {
                 key: s.key(),
                 detail: format!("TAIL is {tail} but the ring has {slots} slots"),
@@ -338,6 +350,38 @@ impl<'a> Consumer<'a> {
             &mut batch.data,
             FrameHeader::header_crc(&hb),
         )?;
+        if trace::enabled() {
+            let off = g.slot_offset(index);
+            let (kind, call, why) = match h.kind {
+                Kind::Data => (
+                    trace::Kind::PerMessage,
+                    format!(
+                        "memcpy(out + {start}, base + {}, {})",
+                        off + FRAME_HEADER_SIZE,
+                        h.len
+                    ),
+                    format!(
+                        "slot {index}: copy the message out after its {FRAME_HEADER_SIZE}-byte \
+                         frame header, checking its CRC-32C on the way (no system call: the \
+                         segment is our memory)"
+                    ),
+                ),
+                Kind::End | Kind::Final => (
+                    trace::Kind::Once,
+                    format!("memcpy(&header, base + {off}, {FRAME_HEADER_SIZE})"),
+                    format!(
+                        "slot {index}: {}, a header with no payload (no system call: the segment \
+                         is our memory)",
+                        if h.kind == Kind::Final {
+                            "the FINAL frame (the stream is complete)"
+                        } else {
+                            "a writer's END frame (it has sent everything)"
+                        }
+                    ),
+                ),
+            };
+            trace::copy(kind, &call, "", &why);
+        }
         if let Err(e) = FrameHeader::check_crc(&hb, crc) {
             batch.data.truncate(start);
             return Err(corrupt(format!("slot {index}: {e}")));
@@ -363,7 +407,8 @@ impl<'a> Consumer<'a> {
         Ok(h.kind)
     }
 
-    /// Frees `consumed` slots, leaves the rest published, releases the read mutex.
+    /// Frees `consumed` slots, leaves the rest published (`rest` says what they
+    /// are, for `--explain`), releases the read mutex.
     fn release(
         &mut self,
         tail: u32,
@@ -371,6 +416,7 @@ impl<'a> Consumer<'a> {
         consumed: u32,
         frames: u64,
         bytes: u64,
+        rest: &str,
     ) -> Result<()> {
         let s = self.s;
         let slots = s.geometry().slots;
@@ -382,7 +428,7 @@ impl<'a> Consumer<'a> {
             .bytes_consumed
             .fetch_add(bytes, Ordering::Relaxed);
         s.header().read_mutex_holder.store(0, Ordering::Relaxed);
-        let ops = Release {
+        let release = Release {
             counter: sem::FILLED,
             taken,
             consumed,
@@ -391,16 +437,29 @@ impl<'a> Consumer<'a> {
             other: sem::FREE,
             given: consumed,
             mutex: sem::READ_MUTEX,
-        }
-        .ops();
-        let why = if consumed == 0 {
-            "put the FINAL frame back for the other readers and release the read mutex"
-        } else if consumed < taken {
-            "free the slots before FINAL (TAIL moves, FREE grows), put FINAL back, release the mutex"
-        } else {
-            "free the slots: TAIL moves, FREE grows, read mutex released"
         };
-        s.semaphores().apply_now(&ops, Why::per_message(why))?;
+        let ops = release.ops();
+        // Putting frames back happens once, at the end of the stream (or on an
+        // error): narrated in full.
+        let (text, kind) = if trace::enabled() {
+            let kind = if consumed < taken {
+                trace::Kind::Once
+            } else {
+                trace::Kind::PerMessage
+            };
+            (Cow::Owned(release.describe(tail, slots, rest)), kind)
+        } else {
+            (
+                Cow::Borrowed("free the slots and release the read mutex"),
+                trace::Kind::PerMessage,
+            )
+        };
+        let why = Why {
+            text: &text,
+            kind,
+            retried_until: None,
+        };
+        s.semaphores().apply_now(&ops, why)?;
         if !s.shared() {
             self.cached_tail = Some(new_tail);
         }

@@ -93,6 +93,64 @@ impl Release {
         ops.push(SemOp::undo(self.mutex, 1));
         ops
     }
+
+    /// What [`Release::ops`] does, for `--explain`, true to exactly those
+    /// operations: `start` is where the index stood (HEAD or TAIL), `slots` the
+    /// ring's size, `rest` what the units taken and not consumed are ("unused
+    /// slots", "the FINAL frame, left for the other readers"). In particular a batch
+    /// that wraps round the end of the ring moves the index *back* (`{HEAD, -1}`
+    /// for 3 slots from 3 in a ring of 4), and one that is a whole lap leaves it
+    /// where it was, with no operation on it at all.
+    pub fn describe(&self, start: u32, slots: u32, rest: &str) -> String {
+        let name = |m: u16| sem::NAMES.get(usize::from(m)).copied().unwrap_or("?");
+        let (counter, index, other) = (name(self.counter), name(self.index), name(self.other));
+        let plural = |n: u32, one: &str, many: &str| {
+            if n == 1 {
+                format!("1 {one}")
+            } else {
+                format!("{n} {many}")
+            }
+        };
+        let writer = self.index == sem::HEAD;
+        let c = self.consumed;
+        let mut parts = Vec::new();
+        let head = if c == 0 {
+            if writer {
+                "nothing to publish"
+            } else {
+                "nothing to free"
+            }
+            .to_string()
+        } else if writer {
+            format!("publish {}", plural(c, "frame", "frames"))
+        } else {
+            format!("free {}", plural(c, "slot", "slots"))
+        };
+        if c > 0 {
+            let end = (start + c) % slots.max(1);
+            parts.push(match self.index_delta {
+                d if d > 0 => format!("{index} {start} -> {end}"),
+                d if d < 0 => format!(
+                    "{index} {start} -> {end}, wrapping past the last slot ({d} = +{c} - {slots} slots)"
+                ),
+                _ => format!(
+                    "{index} stays {start} ({c} slots are a full lap of the ring: no {index} operation)"
+                ),
+            });
+        }
+        if self.given > 0 {
+            parts.push(format!("{other} += {}", self.given));
+        }
+        if self.taken > c {
+            let n = self.taken - c;
+            parts.push(format!("{n} back to {counter} ({rest})"));
+        }
+        parts.push(format!("{} released", name(self.mutex)));
+        format!(
+            "{head}: {} (our SEM_UNDO on {counter} cancelled)",
+            parts.join(", ")
+        )
+    }
 }
 
 /// Which side of the ring a batch is taken by.
@@ -134,7 +192,9 @@ pub(crate) fn batch_start(s: &Session, side: Side, k: u32) -> Result<u32> {
             .query_why(index, Query::Value, Why::per_message(why))?;
         return Ok(v.max(0) as u32);
     }
-    let v = s.semaphores().values()?;
+    let v = s.semaphores().values_why(Why::per_message(
+        "read every count at once: where our batch starts, and that the counts agree",
+    ))?;
     let get = |m: u16| u32::from(v.get(usize::from(m)).copied().unwrap_or(0));
     let (head, tail) = (get(sem::HEAD), get(sem::TAIL));
     let distance = (head + slots - tail.min(slots)) % slots;
@@ -165,4 +225,68 @@ pub(crate) fn batch_start(s: &Session, side: Side, k: u32) -> Result<u32> {
         Side::Writer => head,
         Side::Reader => tail,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer(head: u32, taken: u32, used: u32, slots: u32) -> Release {
+        Release {
+            counter: sem::FREE,
+            taken,
+            consumed: used,
+            index: sem::HEAD,
+            index_delta: ((head + used) % slots) as i32 - head as i32,
+            other: sem::FILLED,
+            given: used,
+            mutex: sem::WRITE_MUTEX,
+        }
+    }
+
+    fn has_op(r: &Release, member: u16) -> bool {
+        r.ops().iter().any(|o| o.member == member && o.delta != 0)
+    }
+
+    #[test]
+    fn a_batch_that_moves_head_forward_says_so() {
+        let r = writer(0, 3, 3, 4);
+        assert!(has_op(&r, sem::HEAD));
+        let t = r.describe(0, 4, "unused slots");
+        assert!(
+            t.starts_with("publish 3 frames: HEAD 0 -> 3, FILLED += 3"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn a_batch_that_wraps_says_head_goes_back() {
+        let r = writer(3, 3, 3, 4);
+        assert!(r.ops().contains(&SemOp::new(sem::HEAD, -1)));
+        let t = r.describe(3, 4, "unused slots");
+        assert!(
+            t.contains("HEAD 3 -> 2, wrapping past the last slot (-1 = +3 - 4 slots)"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn a_full_lap_has_no_head_operation_and_says_so() {
+        let r = writer(2, 4, 4, 4);
+        assert!(!has_op(&r, sem::HEAD));
+        let t = r.describe(2, 4, "unused slots");
+        assert!(
+            t.contains("HEAD stays 2") && t.contains("no HEAD operation"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn nothing_published_claims_no_move() {
+        let r = writer(1, 3, 0, 4);
+        assert!(!has_op(&r, sem::HEAD) && !has_op(&r, sem::FILLED));
+        let t = r.describe(1, 4, "unused slots");
+        assert!(!t.contains("HEAD") && !t.contains("FILLED"), "{t}");
+        assert!(t.contains("3 back to FREE (unused slots)"), "{t}");
+    }
 }

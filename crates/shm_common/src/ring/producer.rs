@@ -6,10 +6,12 @@
 use super::{batch_start, Notes, Release, Side};
 use crate::cancel;
 use crate::error::{Error, Result};
-use crate::frame::{FrameHeader, Kind};
+use crate::frame::{FrameHeader, Kind, FRAME_HEADER_SIZE};
 use crate::layout::{sem, State, ROLE_READER};
 use crate::semaphore::{Applied, Patience, SemOp, Why};
 use crate::session::{Session, Snapshot};
+use crate::trace;
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 
 /// Writes frames into the ring.
@@ -23,6 +25,9 @@ pub struct Producer<'a> {
     said_waiting: bool,
     said_stopped: bool,
     note: Notes<'a>,
+    /// How `--explain` counts our calls: per message, but once for the END/FINAL
+    /// frame.
+    kind: trace::Kind,
 }
 
 impl std::fmt::Debug for Producer<'_> {
@@ -46,6 +51,7 @@ impl<'a> Producer<'a> {
             said_waiting: false,
             said_stopped: false,
             note,
+            kind: trace::Kind::PerMessage,
         }
     }
 
@@ -137,7 +143,11 @@ impl<'a> Producer<'a> {
             // the file system's promise, not ours to rely on for the framing).
             let mut n = 0;
             while n < cap {
-                match mem.fill_payload(index, n, fd.as_raw_fd()) {
+                let filled = mem.fill_payload(index, n, fd.as_raw_fd());
+                if trace::enabled() {
+                    self.narrate_read(index, n, fd.as_raw_fd(), &filled);
+                }
+                match filled {
                     Ok(Ok(0)) => {
                         at_end = true;
                         break;
@@ -193,6 +203,8 @@ impl<'a> Producer<'a> {
     /// Publishes this writer's END frame, or the FINAL frame if it is the last live
     /// writer (then the session's state becomes Ended). Returns whether it was FINAL.
     pub fn finish(&mut self) -> Result<bool> {
+        // The calls for our END/FINAL frame are made once: narrated in full.
+        self.kind = trace::Kind::Once;
         let (head, _) = self.acquire(1)?;
         // With WRITE_MUTEX held no writer can join, end or leave, so "am I the last
         // writer still sending?" has one answer: WRITERS - ENDED, both corrected by
@@ -223,10 +235,72 @@ impl<'a> Producer<'a> {
     }
 
     fn write_slot(&self, head: u32, j: u32, h: &FrameHeader, payload: &[u8]) -> Result<()> {
-        let index = (head + j) % self.s.geometry().slots;
+        let g = self.s.geometry();
+        let index = (head + j) % g.slots;
         let mem = self.s.memory();
         mem.write_payload(index, payload)?;
-        mem.write_frame_header(index, &h.encode(payload))
+        mem.write_frame_header(index, &h.encode(payload))?;
+        if trace::enabled() {
+            let off = g.slot_offset(index);
+            let (call, why) = if payload.is_empty() {
+                let what = match h.kind {
+                    Kind::Final => "the FINAL frame (we are the last writer)",
+                    Kind::End => "our END frame (other writers still send)",
+                    Kind::Data => "an empty message",
+                };
+                (
+                    format!("memcpy(base + {off}, &header, {FRAME_HEADER_SIZE})"),
+                    format!(
+                        "slot {index}: {what}, a {FRAME_HEADER_SIZE}-byte header and no payload \
+                         (no system call: the segment is our memory)"
+                    ),
+                )
+            } else {
+                (
+                    format!(
+                        "memcpy(base + {}, data, {})",
+                        off + FRAME_HEADER_SIZE,
+                        payload.len()
+                    ),
+                    format!(
+                        "slot {index}: copy the message in, after its {FRAME_HEADER_SIZE}-byte \
+                         frame header (no system call: the segment is our memory)"
+                    ),
+                )
+            };
+            trace::copy(self.kind, &call, "", &why);
+        }
+        Ok(())
+    }
+
+    /// Narrates one `read(2)` straight into slot `index`, at payload offset `at`.
+    fn narrate_read(&self, index: u32, at: usize, fd: i32, got: &Result<std::io::Result<usize>>) {
+        let g = self.s.geometry();
+        let off = g.slot_offset(index) + FRAME_HEADER_SIZE + at;
+        let room = g.payload_capacity() - at;
+        let (result, why) = match got {
+            Ok(Ok(0)) => (
+                "0".to_string(),
+                format!("slot {index}: nothing more, the end of the file"),
+            ),
+            Ok(Ok(n)) => (
+                n.to_string(),
+                format!(
+                    "slot {index}: the file straight into the slot, after its \
+                     {FRAME_HEADER_SIZE}-byte frame header (the kernel copies; no System V call)"
+                ),
+            ),
+            Ok(Err(e)) => (format!("-1 ({e})"), "reading the input failed".to_string()),
+            Err(e) => {
+                return trace::copy(self.kind, &format!("read({fd}, ...)"), "", &e.to_string())
+            }
+        };
+        trace::copy(
+            self.kind,
+            &format!("read({fd}, base + {off}, {room})"),
+            &result,
+            &why,
+        );
     }
 
     /// Takes between 1 and `want` free slots and the write mutex; returns HEAD and the
@@ -255,7 +329,12 @@ impl<'a> Producer<'a> {
             } else {
                 Patience::UpTo(cancel::POLL)
             };
-            if sems.apply(&ops, patience, Why::per_message(why))? == Applied::Done {
+            let why = Why {
+                text: why,
+                kind: self.kind,
+                retried_until: Some("slots were free"),
+            };
+            if sems.apply(&ops, patience, why)? == Applied::Done {
                 break;
             }
             if cancel::requested() {
@@ -263,7 +342,10 @@ impl<'a> Producer<'a> {
                     detail: "while waiting for a free slot".into(),
                 });
             }
-            let snap = s.snapshot()?;
+            let snap = s.snapshot_why(Why::waiting(
+                "read every count: how many slots are free now (are the readers still there?)",
+                "slots were free",
+            ))?;
             if !nowait {
                 // A whole poll interval went by: are the readers still there?
                 self.check_readers(&snap, true)?;
@@ -360,9 +442,10 @@ impl<'a> Producer<'a> {
             s.header().state.store(st as u32, Ordering::Relaxed);
         }
         s.header().write_mutex_holder.store(0, Ordering::Relaxed);
-        // FREE: cancel our undo of k (value unchanged); HEAD moves; FILLED += k makes
-        // the frames visible; the mutex is released. All or nothing.
-        let mut ops = Release {
+        // FREE: cancel our undo of k (value unchanged); HEAD moves (back, when the
+        // batch wraps round the ring; not at all when it is a whole lap); FILLED += k
+        // makes the frames visible; the mutex is released. All or nothing.
+        let release = Release {
             counter: sem::FREE,
             taken,
             consumed: k,
@@ -371,13 +454,32 @@ impl<'a> Producer<'a> {
             other: sem::FILLED,
             given: k,
             mutex: sem::WRITE_MUTEX,
-        }
-        .ops();
+        };
+        let mut ops = release.ops();
         ops.extend(extra);
-        s.semaphores().apply_now(
-            &ops,
-            Why::per_message("publish the frames: HEAD moves, FILLED grows, write mutex released"),
-        )?;
+        let text = if trace::enabled() {
+            let mut text = release.describe(head, slots, "the unused slots");
+            if let Some(e) = extra {
+                let frame = match state {
+                    Some(State::Ended) => "FINAL",
+                    _ => "END",
+                };
+                text.push_str(&format!(
+                    "; {} += {} with SEM_UNDO: our {frame} frame is out",
+                    sem::NAMES.get(usize::from(e.member)).unwrap_or(&"?"),
+                    e.delta
+                ));
+            }
+            Cow::Owned(text)
+        } else {
+            Cow::Borrowed("publish the frames and release the write mutex")
+        };
+        let why = Why {
+            text: &text,
+            kind: self.kind,
+            retried_until: None,
+        };
+        s.semaphores().apply_now(&ops, why)?;
         if !s.shared() {
             self.cached_head = Some(new_head);
         }
@@ -430,7 +532,10 @@ impl<'a> Producer<'a> {
     /// took everything: every data frame freed, only the FINAL frame left (a reader
     /// that got the whole stream and then died before leaving lost nothing).
     pub fn check_peers_now(&mut self) -> Result<Snapshot> {
-        let snap = self.s.snapshot()?;
+        let snap = self.s.snapshot_why(Why::waiting(
+            "all sent: read every count (has a reader come? has it taken everything?)",
+            "a reader came",
+        ))?;
         let slots = self.s.geometry().slots;
         let (free, filled) = (snap.sem(sem::FREE), snap.sem(sem::FILLED));
         if filled <= 1 && free + filled == slots {

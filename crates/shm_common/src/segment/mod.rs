@@ -30,7 +30,7 @@ use crate::header::{Header, HeaderFields};
 use crate::key::IpcKey;
 use crate::layout;
 use crate::sys::shm;
-use crate::trace;
+use crate::trace::{self, Kind};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64};
 
 /// What `shmctl(IPC_STAT)` says about a segment, in our own types.
@@ -80,10 +80,10 @@ pub fn stat(key: IpcKey, shmid: i32) -> Result<SegmentStat> {
                 ds.shm_perm.mode & 0o777,
                 ds.shm_nattch
             ),
-            Err(e) => format!("-1 ({})", e.source),
+            Err(e) => trace::failure(&e.source),
         };
         trace::call(
-            false,
+            Kind::Once,
             &format!("shmctl({shmid}, IPC_STAT, &buf)"),
             &r,
             "read the kernel's record of the segment: size, owner, mode, attach count",
@@ -141,10 +141,10 @@ impl Segment {
         if trace::enabled() {
             let r = match &result {
                 Ok(id) => format!("shmid {id}"),
-                Err(e) => format!("-1 ({})", e.source),
+                Err(e) => trace::failure(&e.source),
             };
             trace::call(
-                false,
+                Kind::Once,
                 &format!("shmget({key}, {size}, {})", trace::ipc_flags(flags)),
                 &r,
                 "create the segment; EXCL makes exactly one creator win",
@@ -202,14 +202,17 @@ impl Segment {
         if trace::enabled() {
             let r = match &result {
                 Ok(p) => format!("{:p}", *p),
-                Err(e) => format!("(void*)-1 ({})", e.source),
+                Err(e) => format!("(void*){}", trace::failure(&e.source)),
             };
             let (flags, why) = if read_only {
                 ("SHM_RDONLY", "map the segment read-only: look, never touch")
             } else {
-                ("0", "map the segment into our address space")
+                (
+                    "0",
+                    "map the segment into our address space: `base` in the copies below",
+                )
             };
-            trace::call(false, &format!("shmat({id}, NULL, {flags})"), &r, why);
+            trace::call(Kind::Once, &format!("shmat({id}, NULL, {flags})"), &r, why);
         }
         let base = result.map_err(|e| match e.errno() {
             libc::EACCES => Error::Permission {
@@ -477,7 +480,7 @@ impl Drop for Segment {
         let result = unsafe { shm::shmdt(self.base) };
         if trace::enabled() {
             trace::call(
-                false,
+                Kind::Once,
                 &format!("shmdt({:p})", self.base),
                 if result.is_ok() { "0" } else { "-1" },
                 "unmap the segment (it stays in the kernel until removed)",

@@ -62,13 +62,25 @@ fn age(epoch_secs: i64) -> Duration {
 
 /// Looks at what is at `key` without changing anything.
 pub(super) fn discover(key: IpcKey) -> Result<Found> {
-    // Look up the segment first, then the set: a creator makes them in the other
-    // order, so a segment we find always had its set made before it. (The other
-    // way round, a creator working between our two lookups would show us a
-    // segment without a set, which we would take for a leftover and remove:
-    // found by the chaos schedule.)
+    let (shmid, semid) = lookup(key)?;
+    discover_from(key, shmid, semid)
+}
+
+/// The ids at `key`: the segment's and the set's, if any.
+///
+/// The segment is looked up first, then the set: a creator makes them in the other
+/// order, so a segment we find always had its set made before it. (The other way
+/// round, a creator working between our two lookups would show us a segment
+/// without a set, which we would take for a leftover and remove: found by the
+/// chaos schedule.)
+pub(super) fn lookup(key: IpcKey) -> Result<(Option<i32>, Option<i32>)> {
     let shmid = segment::find(key)?;
     let semid = semaphore::find(key)?;
+    Ok((shmid, semid))
+}
+
+/// [`discover`], given what [`lookup`] found.
+pub(super) fn discover_from(key: IpcKey, shmid: Option<i32>, semid: Option<i32>) -> Result<Found> {
     if semid.is_none() && shmid.is_none() {
         return Ok(Found::Nothing);
     }

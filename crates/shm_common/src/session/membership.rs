@@ -42,10 +42,11 @@ impl Session {
                 SemOp::undo(sem::WRITE_MUTEX, -1),
                 SemOp::undo(sem::READ_MUTEX, -1),
             ];
-            match self
-                .sems
-                .apply(&ops, Patience::UpTo(cancel::POLL), Why::once(why))
-            {
+            match self.sems.apply(
+                &ops,
+                Patience::UpTo(cancel::POLL),
+                Why::once(why).retried_until("the mutexes were free"),
+            ) {
                 Ok(Applied::Done) => {
                     let h = self.header();
                     h.write_mutex_holder.store(self.pid, Ordering::Relaxed);

@@ -37,6 +37,7 @@ use crate::key::IpcKey;
 use crate::layout::{self, sem, Geometry};
 use crate::segment::{self, Segment, SessionMemory};
 use crate::semaphore::{self, SemaphoreSet};
+use crate::trace;
 use discover::Found;
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -169,6 +170,12 @@ impl Session {
         let mut said_waiting = false;
         let mut said_busy = false;
         let mut init_since: Option<Instant> = None;
+        // Why the last round made us look again (for `--explain`, which shows the
+        // first round of a wait and counts its repeats): the next round's lookups
+        // are tries of that wait, and so is the rest of the round if the lookups
+        // found the same ids as last time.
+        let mut retry: Option<&'static str> = None;
+        let mut last_ids = None;
         loop {
             if cancel::requested() {
                 return Err(Error::Interrupted {
@@ -180,7 +187,24 @@ impl Session {
                     return Ok(s);
                 }
             }
-            match discover::discover(key)? {
+            let until = retry.unwrap_or("");
+            let ids = trace::retrying(retry.is_some(), until, || discover::lookup(key))?;
+            let same = retry.is_some() && last_ids == Some(ids);
+            last_ids = Some(ids);
+            let found =
+                trace::retrying(same, until, || discover::discover_from(key, ids.0, ids.1))?;
+            retry = match &found {
+                Found::Ours(..) => None,
+                Found::Nothing => Some("a writer created them"),
+                Found::Initialising(_) => Some("the session at our key was ready"),
+                // A reader waits for a writer to recover what it cannot read; a
+                // writer recovers it now, and its next round is no repeat.
+                Found::Stale { shmid: None, .. } if opts.role == Role::Reader => {
+                    Some("a writer recovered the stale objects")
+                }
+                Found::Stale { .. } => None,
+            };
+            match found {
                 Found::Ours(mem, sems) => {
                     let mut s = Session::member(key, mem, sems, opts.role);
                     match s.join(opts, note)? {

@@ -9,6 +9,7 @@ use super::Session;
 use crate::error::{Error, Result};
 use crate::header::Counters;
 use crate::layout::{self, sem, State};
+use crate::semaphore::Why;
 use std::sync::atomic::Ordering;
 
 /// More joins than any real session sees (a writer id is a `u32`, but a million
@@ -77,7 +78,14 @@ impl Session {
     /// Semaphore values and header counters, read without locking: each value is
     /// exact, the combination only approximately simultaneous.
     pub fn snapshot(&self) -> Result<Snapshot> {
-        let v = self.sems.values()?;
+        self.snapshot_why(Why::once(
+            "read every count at once: how many slots are free/filled, who is alive",
+        ))
+    }
+
+    /// [`Session::snapshot`], its `GETALL` narrated with `why`.
+    pub(crate) fn snapshot_why(&self, why: Why<'_>) -> Result<Snapshot> {
+        let v = self.sems.values_why(why)?;
         let mut sems_arr = [0u16; sem::COUNT];
         for (d, s) in sems_arr.iter_mut().zip(&v) {
             *d = *s;
