@@ -30,8 +30,9 @@ static const char *help_text =
     "Usage: c-reader [OPTIONS]\n"
     "\n"
     "Options:\n"
-    "      --key KEY    IPC key: 0x1234abcd, decimal, or path:FILE (ftok).\n"
-    "                   Default: ftok($HOME, 'S')\n"
+    "      --key KEY    IPC key: 0x1234abcd, decimal, or path:FILE (ftok(FILE, 'S')).\n"
+    "                   Default: 0x53 and the low 24 bits of your uid (0x530003e8 for\n"
+    "                   uid 1000), one per user\n"
     "      --tag        prefix each message with \"[writer N] \" (for --lines writers)\n"
     "      --batch N    most frames taken per semop [default: 256]\n"
     "  -q, --quiet      no notes or summary on stderr (errors still print)\n"
@@ -171,8 +172,8 @@ int main(int argc, char **argv)
     sr_error e;
     if (parse_args(argc, argv, &key, &have_key, &tag, &batch, &e) < 0)
         return sr_report(&e);
-    if (!have_key && sr_default_key(&key, &e) < 0)
-        return sr_report(&e);
+    if (!have_key)
+        key = sr_default_key();
     if (sr_install_signals(&e) < 0)
         return sr_report(&e);
 

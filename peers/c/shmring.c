@@ -372,15 +372,15 @@ int sr_parse_key(const char *text, key_t *out, sr_error *e)
     return 0;
 }
 
-/* The default key: ftok($HOME, 'S'), so two users of one lab machine never meet by
- * accident (different home directories are different inodes). Change C (a key from
- * the effective uid) replaces the body of this function and nothing else. */
-int sr_default_key(key_t *out, sr_error *e)
+/* The default key (Rust: IpcKey::default_for_user): 0x53 followed by the low 24 bits
+ * of the effective uid, so two users of one machine never meet by accident (for
+ * uids below 2^24; larger ones are folded into 24 bits and can meet). The classic
+ * ftok($HOME, 'S') cannot promise that: it keeps only 16 bits of the inode and 8 of
+ * the device number, and two users' homes collided. geteuid(2) cannot fail. */
+key_t sr_default_key(void)
 {
-    const char *home = getenv("HOME");
-    if (!home || !home[0])
-        return err_usage(e, "key", "HOME is not set; pass --key");
-    return key_from_path(home, out, e);
+    uint32_t uid = (uint32_t)geteuid();
+    return (key_t)(SR_DEFAULT_KEY_PREFIX | ((uid ^ (uid >> 24)) & 0x00ffffffu));
 }
 
 int sr_parse_size(const char *text, uint32_t *out, sr_error *e)
@@ -597,41 +597,68 @@ union semun {
     unsigned short *array;
 };
 
-enum { WAIT_BLOCK, WAIT_POLL, WAIT_NOWAIT };
+enum { WAIT_POLL, WAIT_NOWAIT };
 
-/* Applies ops atomically. WAIT_BLOCK: plain semop (only for operations that cannot
- * sleep: releases and publishes). WAIT_POLL: semtimedop with a 100 ms timeout.
- * WAIT_NOWAIT: IPC_NOWAIT on every operation. Returns 1 when applied, 0 when not
- * (timeout, would block, or a signal), -1 on error: the set removed under us is
- * "peer gone" (exit 4). */
+/* A semctl on a set id failed: EINVAL/EIDRM mean the id is gone (removed meanwhile),
+ * which is "peer gone" (exit 4); anything else is err_sys. (Rust: gone_or.) */
+static int set_call_failed(sr_error *e, key_t key, const char *call, int err)
+{
+    if (err == EINVAL || err == EIDRM)
+        return err_peer_gone(e, key, "the semaphore set was removed (%s)", call);
+    return err_sys(e, key, call, err);
+}
+
+/* Applies ops atomically. WAIT_POLL: semtimedop with a 100 ms timeout (a wait that
+ * gives up to look around: Ctrl-C, dead peers). WAIT_NOWAIT: IPC_NOWAIT on every
+ * operation, so the call never sleeps. Returns 1 when applied, 0 when not (timeout,
+ * would block, or a signal), -1 on error: the set removed under us is "peer gone"
+ * (exit 4), ERANGE (a value would pass SEMVMX) is corruption (exit 6). */
 static int sem_apply(const sr_session *s, struct sembuf *ops, size_t n, int how, sr_error *e)
 {
     if (how == WAIT_NOWAIT)
         for (size_t i = 0; i < n; i++)
             ops[i].sem_flg |= IPC_NOWAIT;
-    for (;;) {
-        int r;
-        if (how == WAIT_POLL) {
-            struct timespec ts = {0, SR_POLL_MS * 1000000L};
-            r = semtimedop(s->semid, ops, n, &ts);
-        } else {
-            r = semop(s->semid, ops, n);
-        }
-        if (r == 0)
-            return 1;
-        int err = errno;
-        if (err == EINTR && how == WAIT_BLOCK)
-            continue;
-        if (err == EAGAIN || err == EINTR)
-            return 0;
-        if (err == EINVAL || err == EIDRM)
-            return err_peer_gone(e, s->key, "the semaphore set was removed while we waited (%s)",
-                                 how == WAIT_POLL ? "semtimedop" : "semop");
-        if (err == ERANGE)
-            return err_corrupt(e, s->key,
-                               "a semaphore would exceed SEMVMX (32767): the counts are inconsistent");
-        return err_sys(e, s->key, how == WAIT_POLL ? "semtimedop" : "semop", err);
+    int r;
+    if (how == WAIT_POLL) {
+        struct timespec ts = {0, SR_POLL_MS * 1000000L};
+        r = semtimedop(s->semid, ops, n, &ts);
+    } else {
+        r = semop(s->semid, ops, n);
     }
+    if (r == 0)
+        return 1;
+    int err = errno;
+    const char *call = how == WAIT_POLL ? "semtimedop" : "semop";
+    if (err == EAGAIN || err == EINTR)
+        return 0;
+    if (err == EINVAL || err == EIDRM)
+        return err_peer_gone(e, s->key, "the semaphore set was removed while we waited (%s)",
+                             call);
+    if (err == ERANGE)
+        return err_corrupt(e, s->key,
+                           "a semaphore would exceed SEMVMX (32767): the counts are inconsistent");
+    return err_sys(e, s->key, call, err);
+}
+
+/* Applies ops that can never have to wait in a consistent session: they only add,
+ * take back what they added in the same call, or give back what this process itself
+ * holds (publish, free, release the mutexes, the creator's opening semop). Version 3
+ * sends them with IPC_NOWAIT: if one would have to wait after all, someone changed
+ * the counts from outside, and sleeping while we hold a mutex would hang every peer,
+ * so that is corruption (exit 6), named by `why`. (Rust: SemaphoreSet::apply_now.)
+ * Returns 0 or -1. */
+static int sem_apply_now(const sr_session *s, struct sembuf *ops, size_t n, const char *why,
+                         sr_error *e)
+{
+    int r = sem_apply(s, ops, n, WAIT_NOWAIT, e);
+    if (r < 0)
+        return -1;
+    if (r == 0)
+        return err_corrupt(e, s->key,
+                           "the semaphore counts were changed from outside: a step that never "
+                           "waits would have had to (%s)",
+                           why);
+    return 0;
 }
 
 /* One sembuf. SEM_UNDO asks the kernel to remember the opposite of this operation
@@ -645,33 +672,55 @@ static struct sembuf op(int member, int delta, int undo)
     return b;
 }
 
-/* semctl(GETALL): all nine values in one consistent snapshot. */
-static int sem_values(const sr_session *s, uint16_t v[SR_NSEMS], sr_error *e)
+/* semctl(GETALL): all nine values of set `semid` in one consistent snapshot. */
+static int set_values(key_t key, int semid, uint16_t v[SR_NSEMS], sr_error *e)
 {
     unsigned short a[SR_NSEMS];
     union semun arg;
     arg.array = a;
-    if (semctl(s->semid, 0, GETALL, arg) < 0) {
-        int err = errno;
-        if (err == EINVAL || err == EIDRM)
-            return err_peer_gone(e, s->key, "the semaphore set was removed (semctl(GETALL))");
-        return err_sys(e, s->key, "semctl(GETALL)", err);
-    }
+    if (semctl(semid, 0, GETALL, arg) < 0)
+        return set_call_failed(e, key, "semctl(GETALL)", errno);
     for (int i = 0; i < SR_NSEMS; i++)
         v[i] = a[i];
+    return 0;
+}
+
+static int sem_values(const sr_session *s, uint16_t v[SR_NSEMS], sr_error *e)
+{
+    return set_values(s->key, s->semid, v, e);
+}
+
+/* semctl(SETALL): every member at once. The creator's two initialisation steps
+ * (the signature, then the initial values). */
+static int set_all(key_t key, int semid, const unsigned short v[SR_NSEMS], sr_error *e)
+{
+    unsigned short a[SR_NSEMS];
+    memcpy(a, v, sizeof a);
+    union semun arg;
+    arg.array = a;
+    if (semctl(semid, 0, SETALL, arg) < 0)
+        return set_call_failed(e, key, "semctl(SETALL)", errno);
+    return 0;
+}
+
+/* semctl(member, GETVAL / GETNCNT / GETZCNT): one member's value, or how many
+ * processes sleep in semop waiting to take from it (NCNT) or for it to be 0 (ZCNT). */
+static int set_query(key_t key, int semid, int member, int cmd, const char *call, int *out,
+                     sr_error *e)
+{
+    int v = semctl(semid, member, cmd);
+    if (v < 0)
+        return set_call_failed(e, key, call, errno);
+    *out = v;
     return 0;
 }
 
 /* semctl(GETVAL) of one member (HEAD or TAIL: where our batch starts). */
 static int sem_getval(const sr_session *s, int member, uint32_t *out, sr_error *e)
 {
-    int v = semctl(s->semid, member, GETVAL);
-    if (v < 0) {
-        int err = errno;
-        if (err == EINVAL || err == EIDRM)
-            return err_peer_gone(e, s->key, "the semaphore set was removed (semctl(GETVAL))");
-        return err_sys(e, s->key, "semctl(GETVAL)", err);
-    }
+    int v = 0;
+    if (set_query(s->key, s->semid, member, GETVAL, "semctl(GETVAL)", &v, e) < 0)
+        return -1;
     *out = (uint32_t)v;
     return 0;
 }
@@ -679,19 +728,23 @@ static int sem_getval(const sr_session *s, int member, uint32_t *out, sr_error *
 /* semctl(IPC_RMID) removes a set at once: every process asleep in semop on it
  * wakes with EIDRM. shmctl(IPC_RMID) only marks a segment: its key is freed at once
  * (a new shmget(key) finds nothing) and the memory when the last process detaches.
- * EINVAL/EIDRM: someone else removed it first, which is fine. */
+ * Returns 1 removed, 0 if someone else removed it first (EINVAL/EIDRM: fine), -1. */
 static int remove_set(key_t key, int semid, sr_error *e)
 {
-    if (semctl(semid, 0, IPC_RMID) < 0 && errno != EINVAL && errno != EIDRM)
-        return err_sys(e, key, "semctl(IPC_RMID)", errno);
-    return 0;
+    if (semctl(semid, 0, IPC_RMID) == 0)
+        return 1;
+    if (errno == EINVAL || errno == EIDRM)
+        return 0;
+    return err_sys(e, key, "semctl(IPC_RMID)", errno);
 }
 
 static int remove_segment(key_t key, int shmid, sr_error *e)
 {
-    if (shmctl(shmid, IPC_RMID, NULL) < 0 && errno != EINVAL && errno != EIDRM)
-        return err_sys(e, key, "shmctl(IPC_RMID)", errno);
-    return 0;
+    if (shmctl(shmid, IPC_RMID, NULL) == 0)
+        return 1;
+    if (errno == EINVAL || errno == EIDRM)
+        return 0;
+    return err_sys(e, key, "shmctl(IPC_RMID)", errno);
 }
 
 /* shmget(key, 0, 0) / semget(key, 0, 0): look up the id at a key without creating
@@ -1024,10 +1077,7 @@ static void write_header(sr_session *s, const sr_open_opts *o)
 }
 
 /* Tries to create a fresh session. Returns 1 created (and joined), 0 something is
- * already at the key (look at it), -1 error (nothing of ours left behind).
- *
- * Change A (a creation signature) goes here: a SETALL with the signature right
- * after step 1, and the initial values in step 4 as now. */
+ * already at the key (look at it), -1 error (nothing of ours left behind). */
 static int create_session(sr_session *s, const sr_open_opts *o, sr_error *e)
 {
     key_t key = o->key;
@@ -1044,6 +1094,18 @@ static int create_session(sr_session *s, const sr_open_opts *o, sr_error *e)
             return err_limit(e, key, "semget",
                              "9 semaphores per set exceeds SEMMSL (sysctl kernel.sem, first field)");
         return err_sys(e, key, "semget", errno);
+    }
+
+    /* Step 1b (version 3): mark the new set as ours at once, with semctl(SETALL) of
+     * the signature, before anything else. If we die before the segment exists, these
+     * values (and sem_otime still 0) are what lets the next writer recognise the lone
+     * set as our leftover; a set without them is never removed (inspect). SETALL
+     * changes no sem_otime, so the set still reads "not initialised". */
+    static const unsigned short signature[SR_NSEMS] = SR_SIGNATURE_INIT;
+    if (set_all(key, semid, signature, e) < 0) {
+        sr_error ignored;
+        (void)remove_set(key, semid, &ignored);
+        return -1;
     }
 
     /* Step 2: the segment, also exclusive. From here on, every failure removes what
@@ -1098,23 +1160,24 @@ static int create_session(sr_session *s, const sr_open_opts *o, sr_error *e)
     /* Step 3: the header, magic last. sem_otime is still 0, so nobody reads it yet. */
     write_header(s, o);
 
-    /* Step 4: every initial value at once. Both mutexes stay CLOSED (0) until step 5
-     * opens them; FREE = every slot; HEAD = TAIL = 0; nobody counted yet. */
+    /* Step 4: every initial value at once, over the signature. Both mutexes stay
+     * CLOSED (0) until step 5 opens them; FREE = every slot; HEAD = TAIL = 0; nobody
+     * counted yet. */
     unsigned short v[SR_NSEMS] = {0};
     v[SR_FREE] = (unsigned short)o->slots;
-    union semun arg;
-    arg.array = v;
-    if (semctl(semid, 0, SETALL, arg) < 0) {
-        err_sys(e, key, "semctl(SETALL)", errno);
+    if (set_all(key, semid, v, e) < 0)
         goto undo;
-    }
 
     /* Step 5: the first semop. It opens both mutexes and counts us as a live writer
      * (SEM_UNDO: if we die, the kernel takes the count back). Being the first
-     * successful semop, it is what makes sem_otime non-zero: the "ready" signal. */
+     * successful semop, it is what makes sem_otime non-zero: the "ready" signal.
+     * It only adds, so it never has to wait: IPC_NOWAIT (sem_apply_now). */
     struct sembuf ops[3] = {op(SR_WRITE_MUTEX, +1, 0), op(SR_READ_MUTEX, +1, 0),
                             op(SR_WRITERS, +1, 1)};
-    if (sem_apply(s, ops, 3, WAIT_BLOCK, e) != 1)
+    if (sem_apply_now(s, ops, 3,
+                      "open the mutexes and count ourselves as a writer: sets sem_otime, the "
+                      "'ready' signal",
+                      e) < 0)
         goto undo;
     s->joined = 1;
     return 1;
@@ -1404,7 +1467,9 @@ static int unlock_both(sr_session *s, const struct sembuf *extra, size_t n, sr_e
         ops[i] = extra[i];
     ops[n] = op(SR_WRITE_MUTEX, +1, 1);
     ops[n + 1] = op(SR_READ_MUTEX, +1, 1);
-    return sem_apply(s, ops, n + 2, WAIT_BLOCK, e) == 1 ? 0 : -1;
+    /* Giving back what we hold never has to wait: IPC_NOWAIT, a would-wait is
+     * corruption (version 3: no step waits while it holds a mutex). */
+    return sem_apply_now(s, ops, n + 2, "release both mutexes", e);
 }
 
 int sr_locked_snapshot(sr_session *s, sr_snapshot *out, int *got, sr_error *e)
@@ -1777,7 +1842,7 @@ static int release_unpublished(sr_producer *p, uint32_t k, sr_error *e)
 {
     put32(p->s, SR_OFF_WRITE_MUTEX_HOLDER, 0);
     struct sembuf ops[2] = {op(SR_FREE, (int)k, 1), op(SR_WRITE_MUTEX, +1, 1)};
-    return sem_apply(p->s, ops, 2, WAIT_BLOCK, e) == 1 ? 0 : -1;
+    return sem_apply_now(p->s, ops, 2, "give back unused slots and the write mutex", e);
 }
 
 /* Takes between 1 and `want` free slots and the write mutex; *head, *k. Sleeps while
@@ -1854,7 +1919,9 @@ static int publish(sr_producer *p, uint32_t head, uint32_t taken, uint32_t used,
     ops[n++] = op(SR_WRITE_MUTEX, +1, 1);
     if (ended)
         ops[n++] = op(SR_ENDED, +1, 1); /* undone by the kernel if we die after END */
-    if (sem_apply(s, ops, n, WAIT_BLOCK, e) != 1)
+    /* It only adds and gives back: IPC_NOWAIT, a would-wait is corruption. */
+    if (sem_apply_now(s, ops, n, "publish the frames: HEAD moves, FILLED grows, write mutex released",
+                      e) < 0)
         return -1;
     if (!s->shared) {
         /* The only writer of a byte stream: nobody else moves HEAD. */
@@ -2080,7 +2147,14 @@ static int release(sr_consumer *c, uint32_t tail, uint32_t taken, uint32_t consu
     if (consumed > 0)
         ops[n++] = op(SR_FREE, (int)consumed, 0); /* the slots are the writers' again */
     ops[n++] = op(SR_READ_MUTEX, +1, 1);
-    if (sem_apply(s, ops, n, WAIT_BLOCK, e) != 1)
+    /* It only gives back: IPC_NOWAIT, a would-wait is corruption (Rust's why texts). */
+    const char *why =
+        consumed == 0 ? "put the FINAL frame back for the other readers and release the read mutex"
+        : consumed < taken
+            ? "free the slots before FINAL (TAIL moves, FREE grows), put FINAL back, release the "
+              "mutex"
+            : "free the slots: TAIL moves, FREE grows, read mutex released";
+    if (sem_apply_now(s, ops, n, why, e) < 0)
         return -1;
     if (!s->shared) {
         c->have_tail = 1;

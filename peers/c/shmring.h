@@ -35,11 +35,14 @@
 #endif
 
 /* ---------------------------------------------------------------------------
- * Layout (PROTOCOL.md section 2). Change D (layout version 3) is SR_VERSION.
+ * Layout (PROTOCOL.md section 2), version 3.
  * ------------------------------------------------------------------------- */
 
 #define SR_MAGIC 0x474E524D48535653ULL /* the bytes "SVSHMRNG", little-endian */
-#define SR_VERSION 2u
+/* Version 3 (Rust: layout::VERSION): the creator marks its new set with
+ * SR_SIGNATURE, releasing semops never wait, shared sessions check their counts,
+ * the default key is per uid. */
+#define SR_VERSION 3u
 #define SR_HEADER_SIZE 4096u
 #define SR_FRAME_HEADER 32u
 #define SR_SLOT_ALIGN 64u
@@ -100,6 +103,23 @@ enum {
     SR_NSEMS
 };
 
+/* What a creator writes into its new set first, right after semget(IPC_EXCL) and
+ * before it makes the segment (Rust: layout::sem::SIGNATURE): "SVSHMRNG" in four
+ * 16-bit halves (big-endian pairs: 'S'<<8|'V' ...), then the layout version, then
+ * zeros. A set without a segment (or beside a blank one) is the leftover of a
+ * creator of ours only if it still holds exactly these values, was never operated
+ * on (sem_otime == 0), nobody sleeps on it, and our uid owns it; any other set is
+ * not ours and is never removed. All values stay below SEMVMX (32767). */
+#define SR_SIGNATURE_INIT                                                                  \
+    {                                                                                      \
+        ('S' << 8) | 'V', ('S' << 8) | 'H', ('M' << 8) | 'R', ('N' << 8) | 'G', SR_VERSION, \
+            0, 0, 0, 0                                                                     \
+    }
+
+/* The default key without --key (Rust: key::default_key_for_uid): 'S' (0x53) in the
+ * top byte, the low 24 bits of the effective uid (folded) below it. */
+#define SR_DEFAULT_KEY_PREFIX 0x53000000u
+
 /* Exit codes, the same as the Rust binaries' (README, "Exit codes"). */
 enum {
     SR_EXIT_OK = 0,
@@ -149,8 +169,9 @@ int sr_cancelled(void);
 
 /* "0x1234abcd", decimal 1..4294967295, or "path:FILE" (ftok(FILE, 'S')). */
 int sr_parse_key(const char *text, key_t *out, sr_error *e);
-/* The key used without --key. Change C replaces this one function. */
-int sr_default_key(key_t *out, sr_error *e);
+/* The key used without --key: SR_DEFAULT_KEY_PREFIX | ((uid ^ (uid >> 24)) & 0xffffff)
+ * of the effective uid (0x530003e8 for uid 1000). Cannot fail. */
+key_t sr_default_key(void);
 /* "4096", "64K", "1M" (powers of 1024; G too, if it fits in 32 bits). */
 int sr_parse_size(const char *text, uint32_t *out, sr_error *e);
 int sr_parse_count(const char *text, uint32_t *out, sr_error *e);

@@ -47,8 +47,9 @@ static const char *help_text =
     "Usage: c-writer [OPTIONS] [FILE]\n"
     "\n"
     "Options:\n"
-    "      --key KEY          IPC key: 0x1234abcd, decimal, or path:FILE (ftok).\n"
-    "                         Default: ftok($HOME, 'S')\n"
+    "      --key KEY          IPC key: 0x1234abcd, decimal, or path:FILE (ftok(FILE, 'S')).\n"
+    "                         Default: 0x53 and the low 24 bits of your uid\n"
+    "                         (0x530003e8 for uid 1000), one per user\n"
     "      --slots N          slots in the ring (1..=32767) if this writer creates it.\n"
     "                         Default: as many as fit in 4 MiB, between 16 and 4096\n"
     "      --slot-size BYTES  bytes per slot incl. the 32-byte frame header; a multiple\n"
@@ -360,8 +361,8 @@ int main(int argc, char **argv)
     sr_error e;
     if (parse_args(argc, argv, &c, &e) < 0)
         return sr_report(&e);
-    if (!c.have_key && sr_default_key(&c.key, &e) < 0)
-        return sr_report(&e);
+    if (!c.have_key)
+        c.key = sr_default_key();
     if (!c.have_slot_size)
         c.slot_size = c.lines ? SR_DEFAULT_LINES_SLOT_SIZE : SR_DEFAULT_SLOT_SIZE;
     if (!c.have_slots)
