@@ -1202,7 +1202,7 @@ typedef struct {
     int shmid, semid; /* -1: absent */
     unsigned char *base;
     size_t len;
-    char why[128];
+    char why[192]; /* FOUND_STALE: why it is stale; FOUND_INITIALISING: what is there */
 } found_t;
 
 /* An object owned by another user is ours to use only if its mode lets everyone read
@@ -1275,14 +1275,118 @@ static int validate_header(key_t key, int shmid, const unsigned char *base, size
     return 0;
 }
 
+/* How many processes sleep in semop on set `semid`: every member's semctl(GETNCNT)
+ * (waiting to take) and semctl(GETZCNT) (waiting for zero). A set someone waits on is
+ * in use, whatever else it looks like: it is never removed. */
+static int waiters(key_t key, int semid, int *n, sr_error *e)
+{
+    *n = 0;
+    for (int m = 0; m < SR_NSEMS; m++) {
+        int c = 0, z = 0;
+        if (set_query(key, semid, m, GETNCNT, "semctl(GETNCNT)", &c, e) < 0 ||
+            set_query(key, semid, m, GETZCNT, "semctl(GETZCNT)", &z, e) < 0)
+            return -1;
+        *n += (c > 0 ? c : 0) + (z > 0 ? z : 0);
+    }
+    return 0;
+}
+
+/* Whether set `semid` holds exactly our creator's signature (semctl(GETALL) against
+ * SR_SIGNATURE), was never operated on (sem_otime == 0: no semop ever succeeded on
+ * it), has our nine members, and nobody sleeps on it. Only such a set can be the
+ * leftover of a creator of ours that died between its semget and its first semop.
+ * *yes = 1 or 0; returns 0 or -1. (Rust: discover::signed_and_unused.) */
+static int signed_and_unused(key_t key, int semid, const struct semid_ds *sds, int *yes,
+                             sr_error *e)
+{
+    static const unsigned short signature[SR_NSEMS] = SR_SIGNATURE_INIT;
+    *yes = 0;
+    if (sds->sem_otime != 0 || sds->sem_nsems != SR_NSEMS)
+        return 0;
+    uint16_t v[SR_NSEMS];
+    if (set_values(key, semid, v, e) < 0)
+        return -1;
+    for (int i = 0; i < SR_NSEMS; i++)
+        if (v[i] != signature[i])
+            return 0;
+    int n;
+    if (waiters(key, semid, &n, e) < 0)
+        return -1;
+    *yes = n == 0;
+    return 0;
+}
+
+static int initialising(found_t *f, const char *what)
+{
+    f->what = FOUND_INITIALISING;
+    snprintf(f->why, sizeof f->why, "%s", what);
+    return 0;
+}
+
+static int stale(found_t *f, int shmid, int semid, const char *why)
+{
+    f->what = FOUND_STALE;
+    f->shmid = shmid;
+    f->semid = semid;
+    snprintf(f->why, sizeof f->why, "%s", why);
+    return 0;
+}
+
+/* A semaphore set with no segment beside it. Version 3: ours only if it carries our
+ * creator's signature, was never operated on, nobody waits on it, and our uid owns
+ * it; then it is a creator at work (younger than the grace: wait) or its leftover
+ * (stale). Anything else is not ours: exit 3, and it is never touched.
+ * (Rust: discover::lone_set.) */
+static int lone_set(key_t key, int semid, const struct semid_ds *sds, found_t *f, sr_error *e)
+{
+    const char *why = NULL;
+    int yes = 0;
+    if (sds->sem_otime != 0) {
+        why = "it has been used, so it is no creator of ours at work";
+    } else if (age_secs(sds->sem_ctime) < SR_INIT_GRACE_SECS) {
+        /* A creator of ours is between semget, the signature SETALL and shmget for
+         * microseconds (SETALL sets sem_ctime, so the age counts from the mark). */
+        return initialising(f, "a set its creator has not opened yet");
+    } else {
+        if (signed_and_unused(key, semid, sds, &yes, e) < 0)
+            return -1;
+        if (!yes)
+            why = "it does not carry our creator's signature";
+        else if (sds->sem_perm.uid != geteuid())
+            why = "another user's";
+    }
+    if (why)
+        return err_conflict(e, key, ipcrm_cmd(-1, semid),
+                            "a semaphore set that is not ours is there (semid %d, owner uid %u, "
+                            "%lu members, mode %o, no segment beside it: %s)",
+                            semid, (unsigned)sds->sem_perm.uid, (unsigned long)sds->sem_nsems,
+                            (unsigned)(sds->sem_perm.mode & 0777), why);
+    return stale(f, -1, semid,
+                 "a semaphore set without its segment, left by a creator that died");
+}
+
+/* Stale objects of ours (our magic and version) that another uid owns: a session
+ * shared with --mode 666; only its owner may remove it (exit 3). */
+static int not_ours_to_remove(sr_error *e, key_t key, int shmid, int semid, uid_t owner)
+{
+    return err_conflict(e, key, ipcrm_cmd(shmid, semid),
+                        "stale objects of ours are there, but uid %u owns them (shmid %d): not "
+                        "ours to remove",
+                        (unsigned)owner, shmid);
+}
+
 /* Looks at what is at the key WITHOUT changing anything, and classifies it
- * (PROTOCOL.md section 4, "Opening"). On FOUND_OURS the segment is attached.
+ * (PROTOCOL.md section 4, "Opening"; Rust: session/discover.rs). On FOUND_OURS the
+ * segment is attached. Version 3: only what proves it is ours is ever called stale
+ * (and so removed): our signature or our header, never operated on or nobody alive,
+ * nobody waiting, our uid, and older than the grace; everything else is either a
+ * creator at work (wait) or foreign (exit 3, nothing touched).
  *
  * The order of the checks is the Rust one: segment looked up before the set (a
  * creator makes them the other way round, so a segment we find always had its set
- * made first); the set's member count and owner; a set without a segment; the
- * segment's owner; attach; an all-zero header (a creator at work, or its corpse);
- * the header; a segment without a set; sem_otime. */
+ * made first); the set's member count and owner; a set without a segment (looked up
+ * again); the segment's owner; attach; an all-zero header (a creator at work, or its
+ * corpse); the header; a segment without a set; sem_otime. */
 static int inspect(key_t key, found_t *f, sr_error *e)
 {
     memset(f, 0, sizeof *f);
@@ -1300,10 +1404,8 @@ static int inspect(key_t key, found_t *f, sr_error *e)
         int r = set_stat(key, semid, &sds, e);
         if (r < 0)
             return -1;
-        if (r > 0) {
-            f->what = FOUND_INITIALISING; /* vanished between our two calls: look again */
-            return 0;
-        }
+        if (r > 0) /* vanished between our two calls: look again */
+            return initialising(f, "a semaphore set that vanished while we looked");
         if (sds.sem_nsems != SR_NSEMS || foreign_owner(sds.sem_perm.uid, sds.sem_perm.mode))
             return err_conflict(e, key, ipcrm_cmd(-1, semid),
                                 "a semaphore set that is not ours is there (semid %d, owner uid "
@@ -1312,26 +1414,24 @@ static int inspect(key_t key, found_t *f, sr_error *e)
                                 (unsigned)(sds.sem_perm.mode & 0777));
     }
     if (shmid < 0) {
-        /* A set without a segment: a creator between its steps 1 and 2, or a crash.
-         * (Rust: a set that was operated on (sem_otime != 0) is stale at once.
-         * Change A narrows this to sets carrying the creation signature.) */
-        f->semid = semid;
-        if (sds.sem_otime == 0 && age_secs(sds.sem_ctime) < SR_INIT_GRACE_SECS) {
-            f->what = FOUND_INITIALISING;
-        } else {
-            f->what = FOUND_STALE;
-            snprintf(f->why, sizeof f->why, "a semaphore set without its segment");
-        }
-        return 0;
+        /* A set without a segment: a creator of ours between its steps 1 and 2, its
+         * leftover if it died there, or something else entirely. Our segment lookup
+         * came first, so a creator may have made its segment (and even opened the
+         * session) between our two lookups: look once more, and only a set that still
+         * has no segment beside it is alone. (Rust: the race fix of version 3.) */
+        int again;
+        if (find_segment(key, &again, e) < 0)
+            return -1;
+        if (again >= 0)
+            return initialising(f, "a creator making its segment");
+        return lone_set(key, semid, &sds, f, e);
     }
     struct shmid_ds mds;
     int r = seg_stat(key, shmid, &mds, e);
     if (r < 0)
         return -1;
-    if (r > 0) {
-        f->what = FOUND_INITIALISING;
-        return 0;
-    }
+    if (r > 0)
+        return initialising(f, "a segment that vanished while we looked");
     if (foreign_owner(mds.shm_perm.uid, mds.shm_perm.mode))
         return err_conflict(e, key, ipcrm_cmd(shmid, semid),
                             "the segment there (shmid %d) belongs to uid %u with mode %o: it is "
@@ -1342,66 +1442,75 @@ static int inspect(key_t key, found_t *f, sr_error *e)
     r = attach(key, shmid, &base, &len, e);
     if (r < 0)
         return -1;
-    if (r > 0) {
-        f->what = FOUND_INITIALISING;
-        return 0;
-    }
-    if (len < 8) {
+    if (r > 0)
+        return initialising(f, "a segment being removed");
+    uint32_t slots, slot_size;
+    if (len < SR_HEADER_SIZE) {
+        /* Smaller than our header: never ours (validate_header says so, naming it). */
+        validate_header(key, shmid, base, len, &slots, &slot_size, e);
         detach_base(base);
-        return err_corrupt(e, key,
-                           "access of 8 bytes at offset 0 is outside the %zu-byte segment", len);
+        return -1;
     }
     sr_session tmp = {.base = base};
+    /* A new segment is all zeros and its creator writes the magic last, so magic 0
+     * means "header not complete yet" (acquire: pairs with the creator's release). */
     uint64_t magic = atomic_load_explicit(a64(&tmp, SR_OFF_MAGIC), memory_order_acquire);
-    f->shmid = shmid;
-    f->semid = semid;
+    uid_t me = geteuid();
     if (magic == 0) {
         detach_base(base);
-        /* Our creator makes the set before the segment, so a blank segment with no
-         * set beside it was never ours (what `ipcmk -M` leaves, for instance). */
-        if (semid < 0)
+        /* Our creator makes the set before the segment and marks the set first, so a
+         * blank segment is a creator of ours at work only if a fresh signed set of
+         * ours is beside it; anything else was never ours (what `ipcmk -M` leaves,
+         * with or without a set of its own). */
+        int yes = 0;
+        if (semid >= 0) {
+            /* A creator of ours writes the header right after it makes the segment. */
+            if (age_secs(mds.shm_ctime) < SR_INIT_GRACE_SECS)
+                return initialising(f, "a new set, not yet marked by its creator");
+            if (signed_and_unused(key, semid, &sds, &yes, e) < 0)
+                return -1;
+        }
+        if (!yes || sds.sem_perm.uid != me || mds.shm_perm.uid != me)
             return err_conflict(e, key, ipcrm_cmd(shmid, -1),
                                 "a segment that is not ours is there (shmid %d, owner uid %u, %zu "
                                 "bytes, no header)",
                                 shmid, (unsigned)mds.shm_perm.uid, (size_t)mds.shm_segsz);
-        if (age_secs(mds.shm_ctime) < SR_INIT_GRACE_SECS) {
-            f->what = FOUND_INITIALISING;
-        } else {
-            f->what = FOUND_STALE;
-            snprintf(f->why, sizeof f->why,
-                     "a segment whose creator died before writing the header");
-        }
-        return 0;
+        return stale(f, shmid, semid, "a segment whose creator died before writing the header");
     }
-    uint32_t slots, slot_size;
     if (validate_header(key, shmid, base, len, &slots, &slot_size, e) < 0) {
         detach_base(base);
         return -1;
     }
+    /* From here the segment proves it is ours (our magic, version and a sound
+     * header); removing it as stale also needs it to be ours to remove (our uid). */
     if (semid < 0) {
         detach_base(base);
         /* Its set is gone: the session is being removed (the set goes first) and the
          * processes still attached are on their way out; or a remover died between
          * its two removals, and then nobody is attached. (nattch is from before our
-         * own attach.) */
-        if (mds.shm_nattch > 0) {
-            f->what = FOUND_INITIALISING;
-        } else {
-            f->what = FOUND_STALE;
-            snprintf(f->why, sizeof f->why,
-                     "a segment without its semaphore set, and nobody attached");
-        }
-        return 0;
+         * own attach.) (Rust's note for this wait reads "a new segment whose creator
+         * has not written its header yet"; copied as it is.) */
+        if (mds.shm_nattch > 0)
+            return initialising(f, "a new segment whose creator has not written its header yet");
+        if (mds.shm_perm.uid != me)
+            return not_ours_to_remove(e, key, shmid, -1, mds.shm_perm.uid);
+        return stale(f, shmid, -1, "a segment without its semaphore set, and nobody attached");
     }
     if (sds.sem_otime == 0) {
         detach_base(base);
-        if (age_secs(sds.sem_ctime) < SR_INIT_GRACE_SECS) {
-            f->what = FOUND_INITIALISING;
-        } else {
-            f->what = FOUND_STALE;
-            snprintf(f->why, sizeof f->why, "the creator died before initialising the set");
-        }
-        return 0;
+        /* Header written, set never opened: a creator between its header and its
+         * first semop, or its corpse. (Rust's note text again, as it is.) */
+        if (age_secs(sds.sem_ctime) < SR_INIT_GRACE_SECS)
+            return initialising(f, "a segment of ours without its semaphore set, still attached "
+                                   "by a process (one on its way out, or stopped)");
+        int n = 0;
+        if (mds.shm_perm.uid != me || sds.sem_perm.uid != me)
+            return not_ours_to_remove(e, key, shmid, semid, mds.shm_perm.uid);
+        if (waiters(key, semid, &n, e) < 0)
+            return -1;
+        if (n > 0)
+            return not_ours_to_remove(e, key, shmid, semid, mds.shm_perm.uid);
+        return stale(f, shmid, semid, "the creator died before initialising the set");
     }
     /* Ours. One more look at the set's member count, now that we are about to use
      * it (it may have been replaced since the first look). */
@@ -1410,18 +1519,21 @@ static int inspect(key_t key, found_t *f, sr_error *e)
         detach_base(base);
         if (r < 0)
             return -1;
-        f->what = FOUND_INITIALISING;
-        return 0;
+        return initialising(f, "a semaphore set that vanished while we looked");
     }
     if (sds.sem_nsems != SR_NSEMS) {
         detach_base(base);
-        return err_conflict(e, key, ipcrm_cmd(-1, semid),
+        char hint[32];
+        snprintf(hint, sizeof hint, "ipcrm -s %d", semid);
+        return err_conflict(e, key, hint,
                             "the semaphore set there (semid %d, owner uid %u) has %lu members, "
                             "ours has %d: it is not ours",
                             semid, (unsigned)sds.sem_perm.uid, (unsigned long)sds.sem_nsems,
                             SR_NSEMS);
     }
     f->what = FOUND_OURS;
+    f->shmid = shmid;
+    f->semid = semid;
     f->base = base;
     f->len = len;
     return 0;
@@ -1600,7 +1712,8 @@ fail: {
 
 int sr_open(sr_session *s, const sr_open_opts *o, sr_error *e)
 {
-    int said_waiting = 0;
+    int said_waiting = 0, said_busy = 0;
+    double init_since = -1;
     for (;;) {
         if (sr_cancelled())
             return err_interrupted(e, "before joining; nothing was created");
@@ -1643,17 +1756,33 @@ int sr_open(sr_session *s, const sr_open_opts *o, sr_error *e)
             sr_sleep_ms(SR_POLL_MS);
             break;
         case FOUND_INITIALISING:
-            sr_sleep_ms(10); /* a creator needs microseconds; look again soon */
+            /* A creator or a remover needs microseconds; look again soon. A state
+             * that outlasts the grace is worth saying once (a stopped process, or a
+             * leftover only its owner can clear). */
+            if (init_since < 0)
+                init_since = sr_now();
+            if (sr_now() - init_since > SR_INIT_GRACE_SECS && !said_busy) {
+                sr_note("waiting at key %s: %s", sr_key_str(o->key), f.why);
+                said_busy = 1;
+            }
+            sr_sleep_ms(10);
             break;
         case FOUND_STALE:
             if (o->role == SR_ROLE_READER && f.shmid < 0) {
                 /* A reader never removes what it cannot read: wait for a writer to
-                 * recover it. */
+                 * recover it, and say so once. */
+                if (!said_busy) {
+                    sr_note("waiting at key %s: %s; the next writer recovers it",
+                            sr_key_str(o->key), f.why);
+                    said_busy = 1;
+                }
                 sr_sleep_ms(SR_POLL_MS);
                 break;
             }
             sr_note("recovering stale objects at key %s (%s): removing %s", sr_key_str(o->key),
                     f.why, ipcrm_cmd(f.shmid, f.semid));
+            /* The set first (anyone asleep on it would wake with EIDRM; inspect made
+             * sure nobody is), then the segment. */
             if (f.semid >= 0 && remove_set(o->key, f.semid, e) < 0)
                 return -1;
             if (f.shmid >= 0 && remove_segment(o->key, f.shmid, e) < 0)
