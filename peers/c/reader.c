@@ -213,11 +213,8 @@ int main(int argc, char **argv)
 
     int how;
     if (rc < 0) {
-        sr_error le;
-        if (sr_leave(&s, 0, &how, &le) < 0)
-            sr_note("could not leave cleanly: %s", le.msg);
-        else if (how == SR_REMOVED)
-            sr_note("removed the segment and semaphore set at key %s", sr_key_str(key));
+        /* As the writer: a corrupt session is removed, an orphaned segment too. */
+        sr_leave_after(&s, &e);
         sr_detach(&s);
         sr_consumer_free(&c);
         return sr_report(&e);

@@ -1545,8 +1545,11 @@ static int inspect(key_t key, found_t *f, sr_error *e)
  * processes can never deadlock. With SEM_UNDO, a process killed while holding them
  * gives them back.
  *
- * Returns 1 held, 0 the objects vanished meanwhile, -1 error. patience_s < 0: wait
- * forever (in 100 ms steps); cancellable: give up on Ctrl-C. */
+ * Returns 1 held, 0 the objects vanished meanwhile, -2 patience ran out (e says
+ * "held for too long", exit 4), -1 other error. patience_s < 0: wait forever (in
+ * 100 ms steps); cancellable: give up on Ctrl-C. */
+enum { LOCK_PATIENCE = -2 };
+
 static int lock_both(sr_session *s, double patience_s, int cancellable, sr_error *e)
 {
     double start = sr_now();
@@ -1562,10 +1565,12 @@ static int lock_both(sr_session *s, double patience_s, int cancellable, sr_error
             return e->code == SR_EXIT_PEER_GONE ? 0 : -1;
         if (cancellable && sr_cancelled())
             return err_interrupted(e, "while joining; nothing of ours was left");
-        if (patience_s >= 0 && sr_now() - start > patience_s)
-            return err_peer_gone(e, s->key,
-                                 "a peer has held the session's mutexes for too long (stopped "
-                                 "with SIGSTOP?)");
+        if (patience_s >= 0 && sr_now() - start > patience_s) {
+            err_peer_gone(e, s->key,
+                          "a peer has held the session's mutexes for too long (stopped with "
+                          "SIGSTOP?)");
+            return LOCK_PATIENCE;
+        }
     }
 }
 
@@ -1591,9 +1596,9 @@ int sr_locked_snapshot(sr_session *s, sr_snapshot *out, int *got, sr_error *e)
     int r = lock_both(s, 1.0, 0, &w);
     if (r == 0)
         return err_peer_gone(e, s->key, "the objects were removed while we waited");
+    if (r == LOCK_PATIENCE)
+        return 0; /* a stopped peer holds a mutex: nothing can be concluded yet */
     if (r < 0) {
-        if (w.code == SR_EXIT_PEER_GONE)
-            return 0; /* a stopped peer holds a mutex: nothing can be concluded yet */
         *e = w;
         return -1;
     }
@@ -1603,6 +1608,52 @@ int sr_locked_snapshot(sr_session *s, sr_snapshot *out, int *got, sr_error *e)
     if (rs < 0)
         return -1;
     *got = 1;
+    return 0;
+}
+
+/* The owners of our two objects (shmctl/semctl IPC_STAT). Vanished: peer gone. */
+static int owners(sr_session *s, uid_t *seg_uid, uid_t *set_uid, sr_error *e)
+{
+    struct shmid_ds mds;
+    struct semid_ds sds;
+    int r = seg_stat(s->key, s->shmid, &mds, e);
+    if (r == 0)
+        r = set_stat(s->key, s->semid, &sds, e);
+    if (r > 0)
+        return err_peer_gone(e, s->key, "the objects were removed while we used them (IPC_STAT)");
+    if (r < 0)
+        return -1;
+    *seg_uid = mds.shm_perm.uid;
+    *set_uid = sds.sem_perm.uid;
+    return 0;
+}
+
+/* Refuses (exit 3) to remove stale or broken objects that another user owns (a
+ * session shared with --mode 666): only the owner may remove System V objects, and
+ * they are that user's to remove. (Rust: check_ours_to_remove.) */
+static int check_ours_to_remove(sr_session *s, sr_error *e)
+{
+    uid_t seg_uid, set_uid, me = geteuid();
+    if (owners(s, &seg_uid, &set_uid, e) < 0)
+        return -1;
+    if (seg_uid == me && set_uid == me)
+        return 0;
+    return err_conflict(e, s->key, ipcrm_cmd(s->shmid, s->semid),
+                        "every process of the session there is gone, but uid %u owns its "
+                        "objects: not ours to remove",
+                        (unsigned)seg_uid);
+}
+
+/* Whether we are the only process attached to the segment (shm_nattch <= 1). */
+static int sole_attach(sr_session *s, int *sole, sr_error *e)
+{
+    struct shmid_ds mds;
+    int r = seg_stat(s->key, s->shmid, &mds, e);
+    if (r > 0)
+        return err_peer_gone(e, s->key, "the segment was removed while we used it");
+    if (r < 0)
+        return -1;
+    *sole = mds.shm_nattch <= 1;
     return 0;
 }
 
@@ -1623,9 +1674,48 @@ static int exclusive_conflict(sr_session *s, int role, sr_error *e)
  * 0 look again (the objects went away, or were stale and we removed them), -1. */
 static int join(sr_session *s, const sr_open_opts *o, sr_error *e)
 {
-    int r = lock_both(s, -1, 1, e);
-    if (r <= 0)
-        return r;
+    int said = 0;
+    for (;;) {
+        int r = lock_both(s, SR_JOIN_PATIENCE_SECS, 1, e);
+        if (r == 1)
+            break;
+        if (r != LOCK_PATIENCE)
+            return r; /* 0: gone, look again; -1: error */
+        /* JOIN_PATIENCE without the mutexes. A live holder gives them back (a stopped
+         * one when it continues), and a dead one's SEM_UNDO gave them back at its
+         * exit, so with nobody alive they can only have been closed from outside:
+         * the session can never be joined. (Rust: Session::join.) */
+        sr_snapshot n;
+        if (sr_snapshot_get(s, &n, e) < 0)
+            return -1;
+        if (n.sems[SR_WRITERS] + n.sems[SR_READERS] == 0) {
+            int sole = 0;
+            if (o->role == SR_ROLE_WRITER && sole_attach(s, &sole, e) < 0)
+                return -1;
+            if (sole) {
+                /* A writer alone with such objects recovers them (if its uid owns
+                 * them), then creates anew. */
+                if (check_ours_to_remove(s, e) < 0)
+                    return -1;
+                sr_note("recovering broken objects at key %s: both mutexes closed and nobody "
+                        "alive to open them; removing %s",
+                        sr_key_str(s->key), ipcrm_cmd(s->shmid, s->semid));
+                if (remove_objects(s, e) < 0)
+                    return -1;
+                return 0;
+            }
+            return err_corrupt(e, s->key,
+                               "the session's mutexes have stayed closed for %d s and no process "
+                               "is alive to open them: the semaphores were changed from outside",
+                               SR_JOIN_PATIENCE_SECS);
+        }
+        if (!said) {
+            sr_note("waiting to join key %s: a peer holds the session's mutexes (stopped with "
+                    "Ctrl-Z?)",
+                    sr_key_str(s->key));
+            said = 1;
+        }
+    }
     sr_snapshot n;
     if (sr_snapshot_get(s, &n, e) < 0)
         goto fail;
@@ -1641,8 +1731,9 @@ static int join(sr_session *s, const sr_open_opts *o, sr_error *e)
     if (o->role == SR_ROLE_WRITER) {
         if (nobody_alive && !persisted) {
             /* 1. Every peer is dead and nothing waits for a reader: stale. Removing
-             *    the set wakes nobody (nobody is there). */
-            if (remove_objects(s, e) < 0)
+             *    the set wakes nobody (nobody is there), but only what our uid owns
+             *    is ours to remove (version 3). */
+            if (check_ours_to_remove(s, e) < 0 || remove_objects(s, e) < 0)
                 goto fail;
             sr_note("recovered stale objects at key %s (every process that used them is gone): "
                     "removed them (%s)",
@@ -1669,8 +1760,8 @@ static int join(sr_session *s, const sr_open_opts *o, sr_error *e)
         if (nobody_alive) {
             /* A byte stream whose reader and writer are both gone: nobody can complete
              * it (it was already partly read), so it is stale. (Rust: the reader
-             * removes it too.) */
-            if (remove_objects(s, e) < 0)
+             * removes it too; our uid only.) */
+            if (check_ours_to_remove(s, e) < 0 || remove_objects(s, e) < 0)
                 goto fail;
             sr_note("recovered stale objects at key %s (every process that used them is gone): "
                     "removed them (%s)",
@@ -1806,7 +1897,7 @@ int sr_leave(sr_session *s, int finished, int *how, sr_error *e)
         return 0;
     }
     if (r < 0)
-        return -1;
+        return -1; /* including "held for too long" */
     sr_snapshot n;
     if (sr_snapshot_get(s, &n, e) < 0)
         goto fail;
@@ -1817,13 +1908,24 @@ int sr_leave(sr_session *s, int finished, int *how, sr_error *e)
     /* A writer that finished a stream no reader has joined yet keeps it (--persist). */
     int persisted = s->role == SR_ROLE_WRITER && finished && n.state == SR_STATE_ENDED &&
                     n.readers_joined == 0;
+    int departure = SR_LEFT;
     if (others == 0 && !persisted) {
-        /* We are the last one and nothing waits for anyone: remove, explicitly.
-         * (Rust: a non-owner's IPC_RMID fails with EPERM, exit 5.) */
-        if (remove_objects(s, e) < 0)
+        /* We are the last one and nothing waits for anyone: remove, explicitly. Only
+         * the owner (or root) may remove System V objects: the last one out of another
+         * user's session (shared with --mode 666) leaves them for their owner, whose
+         * next writer recovers them as stale (Rust: Departure::LeftToOwner, exit 0). */
+        uid_t seg_uid, set_uid, me = geteuid();
+        if (owners(s, &seg_uid, &set_uid, e) < 0)
             goto fail;
-        *how = SR_REMOVED;
-        return 0;
+        uid_t other = seg_uid != me ? seg_uid : set_uid;
+        if (me == 0 || other == me) {
+            if (remove_objects(s, e) < 0)
+                goto fail;
+            *how = SR_REMOVED;
+            return 0;
+        }
+        departure = SR_LEFT_TO_OWNER;
+        s->owner = other;
     }
     /* Un-count ourselves (the SEM_UNDO'd +1 of our join, cancelled by a SEM_UNDO'd
      * -1) and, for a writer whose END/FINAL is out, ENDED likewise. */
@@ -1835,7 +1937,7 @@ int sr_leave(sr_session *s, int finished, int *how, sr_error *e)
     if (unlock_both(s, extra, k, e) < 0)
         goto fail;
     s->joined = 0;
-    *how = SR_LEFT;
+    *how = departure;
     return 0;
 fail:
     if (s->joined) {
@@ -1843,6 +1945,78 @@ fail:
         (void)unlock_both(s, NULL, 0, &ignored);
     }
     return -1;
+}
+
+/* After corruption was found: removes both objects if our uid owns them (nobody can
+ * complete the session, and the objects prove they are ours: our magic, our attach).
+ * The set goes first (every sleeper wakes with EIDRM), then the segment. No mutex
+ * is taken: a corrupt session's counts cannot be trusted to give them. *removed:
+ * whether anything was there to remove. (Rust: Session::remove_broken.) */
+int sr_remove_broken(sr_session *s, int *removed, sr_error *e)
+{
+    *removed = 0;
+    if (check_ours_to_remove(s, e) < 0)
+        return -1;
+    int set = remove_set(s->key, s->semid, e);
+    if (set < 0)
+        return -1;
+    int seg = remove_segment(s->key, s->shmid, e);
+    if (seg < 0)
+        return -1;
+    s->joined = 0;
+    *removed = set || seg;
+    return 0;
+}
+
+/* After the set was removed from outside (semctl(IPC_STAT) on it fails with
+ * EINVAL/EIDRM): removes our segment too (we attached it and checked its header, so
+ * it is ours), so that nothing is left at the key. Nothing if the set is still there.
+ * (Rust: Session::remove_orphaned_segment.) */
+int sr_remove_orphaned_segment(sr_session *s, int *removed, sr_error *e)
+{
+    struct semid_ds sds;
+    sr_error ignored;
+    *removed = 0;
+    if (set_stat(s->key, s->semid, &sds, &ignored) != 1)
+        return 0;
+    s->joined = 0;
+    int r = remove_segment(s->key, s->shmid, e);
+    if (r < 0)
+        return -1;
+    *removed = r;
+    return 0;
+}
+
+void sr_leave_after(sr_session *s, const sr_error *err)
+{
+    key_t key = s->key;
+    sr_error le;
+    if (err->code == SR_EXIT_CORRUPT) {
+        int removed;
+        if (sr_remove_broken(s, &removed, &le) < 0)
+            sr_note("could not remove the corrupt session: %s", le.msg);
+        else if (removed)
+            sr_note("removed the corrupt session's segment and semaphore set at key %s",
+                    sr_key_str(key));
+        return;
+    }
+    int how;
+    if (sr_leave(s, 0, &how, &le) < 0) {
+        sr_note("could not leave cleanly: %s", le.msg);
+        return;
+    }
+    if (how == SR_REMOVED) {
+        sr_note("removed the segment and semaphore set at key %s", sr_key_str(key));
+    } else if (how == SR_ALREADY_GONE) {
+        int removed = 0;
+        if (sr_remove_orphaned_segment(s, &removed, &le) == 0 && removed)
+            sr_note("the semaphore set at key %s was removed from outside; removed its segment "
+                    "too",
+                    sr_key_str(key));
+    } else if (how == SR_LEFT_TO_OWNER) {
+        sr_note("left the objects at key %s to their owner (uid %u), who alone may remove them",
+                sr_key_str(key), (unsigned)s->owner);
+    }
 }
 
 void sr_detach(sr_session *s)

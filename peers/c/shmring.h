@@ -135,6 +135,7 @@ enum {
 
 #define SR_POLL_MS 100        /* every wait gives up after this, to look around */
 #define SR_INIT_GRACE_SECS 2  /* a set still at sem_otime == 0 this long is stale */
+#define SR_JOIN_PATIENCE_SECS 5 /* joining waits this long for both mutexes, then looks */
 
 /* ---------------------------------------------------------------------------
  * Errors, notes, signals
@@ -206,6 +207,7 @@ typedef struct {
     uint32_t id;         /* writer id, or the reader's join number */
     int shared, created, joined, ended;
     pid_t pid;
+    uid_t owner;         /* SR_LEFT_TO_OWNER: who owns the objects we left */
 } sr_session;
 
 typedef struct {
@@ -224,13 +226,24 @@ typedef struct {
         writers_ended;
 } sr_snapshot;
 
-enum { SR_LEFT = 1, SR_REMOVED = 2, SR_ALREADY_GONE = 3 };
+/* How sr_leave ended (Rust: Departure): others remain, or a finished stream waits for
+ * its reader (LEFT); we were the last and removed both objects (REMOVED); they were
+ * already gone (ALREADY_GONE); we were the last, but another user owns them and only
+ * the owner may remove them (LEFT_TO_OWNER, s->owner). */
+enum { SR_LEFT = 1, SR_REMOVED = 2, SR_ALREADY_GONE = 3, SR_LEFT_TO_OWNER = 4 };
 
 /* Finds, creates (writers only) or waits for the session at o->key and joins it. */
 int sr_open(sr_session *s, const sr_open_opts *o, sr_error *e);
 /* Leaves: un-counts us and, as the last one, removes both objects (except a writer
  * leaving a finished stream that no reader has seen yet). *how = SR_LEFT/... */
 int sr_leave(sr_session *s, int finished, int *how, sr_error *e);
+/* Leaving after a failure `err` (the process then reports err): a corrupt session is
+ * removed (sr_remove_broken); otherwise sr_leave(unfinished), and if the set was
+ * removed from outside, the orphaned segment too. Notes say what was done; a
+ * failure to leave is only a note. (Rust: stream::leave_after.) */
+void sr_leave_after(sr_session *s, const sr_error *err);
+int sr_remove_broken(sr_session *s, int *removed, sr_error *e);
+int sr_remove_orphaned_segment(sr_session *s, int *removed, sr_error *e);
 /* shmdt; the objects stay. */
 void sr_detach(sr_session *s);
 int sr_snapshot_get(const sr_session *s, sr_snapshot *out, sr_error *e);

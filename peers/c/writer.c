@@ -408,12 +408,9 @@ int main(int argc, char **argv)
     int how;
     if (rc < 0) {
         /* Leave after a failure, keeping the original error (a failure to leave is
-         * only a note: the kernel's SEM_UNDO un-counts us at exit anyway). */
-        sr_error le;
-        if (sr_leave(&s, 0, &how, &le) < 0)
-            sr_note("could not leave cleanly: %s", le.msg);
-        else if (how == SR_REMOVED)
-            sr_note("removed the segment and semaphore set at key %s", sr_key_str(c.key));
+         * only a note: the kernel's SEM_UNDO un-counts us at exit anyway). A corrupt
+         * session is removed; a set removed from outside takes our segment with it. */
+        sr_leave_after(&s, &e);
         sr_detach(&s);
         return sr_report(&e);
     }
