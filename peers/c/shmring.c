@@ -2089,6 +2089,45 @@ static uint32_t frame_unsealed(unsigned char h[SR_FRAME_HEADER], uint32_t len, u
     return sr_crc32c(0, h, 28);
 }
 
+/* Where a batch of k starts: HEAD for a writer holding k slots it took from FREE
+ * (and WRITE_MUTEX), TAIL for a reader holding k frames it took from FILLED (and
+ * READ_MUTEX). (Rust: ring::batch_start.)
+ *
+ * A byte stream reads the one index with semctl(GETVAL): its reader checks every
+ * frame's place in the stream, which catches any outside change of the counts.
+ * A shared (--lines) session cannot: version 3 reads every count at once
+ * (semctl(GETALL)) and checks that they agree with the indices - every slot is free
+ * (FREE), held by the mutex holder (k), or published and not yet freed, and the
+ * last are exactly the slots from TAIL to HEAD. A writer checks slots - FREE - k, a
+ * reader FILLED + k, against that distance; if they disagree someone changed the
+ * counts from outside, and a writer would overwrite frames nobody read, a reader
+ * take slots nobody published: corruption (exit 6). */
+enum { SIDE_WRITER, SIDE_READER };
+
+static int batch_start(sr_session *s, int side, uint32_t k, uint32_t *out, sr_error *e)
+{
+    uint32_t slots = s->slots;
+    if (!s->shared)
+        return sem_getval(s, side == SIDE_WRITER ? SR_HEAD : SR_TAIL, out, e);
+    uint16_t v[SR_NSEMS];
+    if (sem_values(s, v, e) < 0)
+        return -1;
+    uint32_t head = v[SR_HEAD], tail = v[SR_TAIL];
+    uint32_t distance = (head + slots - (tail < slots ? tail : slots)) % slots;
+    int64_t held = side == SIDE_WRITER ? (int64_t)slots - v[SR_FREE] - (int64_t)k
+                                       : (int64_t)v[SR_FILLED] + (int64_t)k;
+    int agree = head < slots && tail < slots && held >= 0 && held <= (int64_t)slots &&
+                (uint32_t)held % slots == distance;
+    if (!agree)
+        return err_corrupt(e, s->key,
+                           "the semaphore counts were changed from outside: HEAD %u, TAIL %u, "
+                           "FREE %u, FILLED %u do not add up for a %s holding %u of %u slots",
+                           head, tail, v[SR_FREE], v[SR_FILLED],
+                           side == SIDE_WRITER ? "writer" : "reader", k, slots);
+    *out = side == SIDE_WRITER ? head : tail;
+    return 0;
+}
+
 void sr_producer_init(sr_producer *p, sr_session *s, uint32_t max_batch)
 {
     memset(p, 0, sizeof *p);
@@ -2098,6 +2137,15 @@ void sr_producer_init(sr_producer *p, sr_session *s, uint32_t max_batch)
     if (max_batch > s->slots)
         max_batch = s->slots;
     p->max_batch = max_batch;
+}
+
+/* DATA frames published and not (yet) consumed, by the header's counters (FILLED
+ * would count the FINAL frame too). */
+static uint64_t unread(const sr_session *s)
+{
+    uint64_t pub = sr_header_u64(s, SR_OFF_FRAMES_PUBLISHED);
+    uint64_t con = sr_header_u64(s, SR_OFF_FRAMES_CONSUMED);
+    return pub > con ? pub - con : 0;
 }
 
 /* While blocked (or finished): fail if every reader that came has gone. A
@@ -2115,8 +2163,8 @@ static int check_readers(sr_producer *p, const sr_snapshot *n, int blocked, sr_e
         if (got && m.sems[SR_READERS] == 0 && sr_lost_readers(&m) > 0)
             return err_peer_gone(e, s->key,
                                  "the reader died or left before the end; %" PRIu64 " frames (%" PRIu64
-                                 " bytes) of ours were published, %u of them never read",
-                                 p->seq, p->bytes, n->sems[SR_FILLED]);
+                                 " bytes) of ours were published, %" PRIu64 " of them never read",
+                                 p->seq, p->bytes, unread(s));
     }
     if (blocked && n->readers_joined == 0 && !p->said_waiting) {
         sr_note("the ring is full; waiting for a reader on key %s (start `reader --key %s`)",
@@ -2133,10 +2181,16 @@ static int check_readers(sr_producer *p, const sr_snapshot *n, int blocked, sr_e
     return 0;
 }
 
+/* After the last frame. Version 3: a reader that took everything (every data frame
+ * freed, only the FINAL frame left: FILLED <= 1 and FREE + FILLED = slots) and then
+ * died before leaving lost nothing, so that is no lost reader. */
 int sr_check_readers_now(sr_producer *p, sr_snapshot *snap, sr_error *e)
 {
     if (sr_snapshot_get(p->s, snap, e) < 0)
         return -1;
+    uint32_t free_now = snap->sems[SR_FREE], filled = snap->sems[SR_FILLED];
+    if (filled <= 1 && free_now + filled == p->s->slots)
+        return 0;
     return check_readers(p, snap, 0, e);
 }
 
@@ -2180,7 +2234,7 @@ static int acquire(sr_producer *p, uint32_t want, uint32_t *head, uint32_t *k_ou
     }
     put32(s, SR_OFF_WRITE_MUTEX_HOLDER, (uint32_t)s->pid);
     uint32_t h = p->head;
-    if (!p->have_head && sem_getval(s, SR_HEAD, &h, e) < 0) {
+    if (!p->have_head && batch_start(s, SIDE_WRITER, k, &h, e) < 0) {
         sr_error ignored;
         (void)release_unpublished(p, k, &ignored);
         return -1;
@@ -2308,31 +2362,41 @@ int sr_send_from_fd(sr_producer *p, int fd, uint32_t want, uint64_t *sent, sr_er
     uint64_t bytes = 0;
     int failure = 0;
     sr_error fe;
-    while (used < k) {
+    int at_end = 0;
+    while (used < k && !at_end) {
         unsigned char *at = s->base + slot_offset(s, (head + used) % s->slots);
-        /* One read(2) straight into the slot: the kernel copies the file into the
-         * segment, with no buffer of ours in between. */
-        ssize_t r = read(fd, at + SR_FRAME_HEADER, cap);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            int err = errno;
-            sr_fail(&fe, SR_EXIT_OS, NULL, "reading the input: %s (os error %d)", strerror(err),
-                    err);
-            failure = 1;
-            break;
+        /* read(2) straight into the slot: the kernel copies the file into the
+         * segment, with no buffer of ours in between. Again after a short read, until
+         * the slot is full or the file ends (a regular file reads short only at its
+         * end, but that is the file system's promise, not ours to rely on for the
+         * framing). */
+        size_t n = 0;
+        while (n < cap) {
+            ssize_t r = read(fd, at + SR_FRAME_HEADER + n, cap - n);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0) {
+                int err = errno;
+                sr_fail(&fe, SR_EXIT_OS, NULL, "reading the input: %s (os error %d)",
+                        strerror(err), err);
+                failure = 1;
+                break;
+            }
+            if (r == 0) {
+                at_end = 1;
+                break;
+            }
+            n += (size_t)r;
         }
-        if (r == 0)
+        if (n == 0 || failure)
             break;
         unsigned char h[SR_FRAME_HEADER];
-        uint32_t crc = frame_unsealed(h, (uint32_t)r, SR_KIND_DATA, p->seq + used, p->bytes + bytes,
+        uint32_t crc = frame_unsealed(h, (uint32_t)n, SR_KIND_DATA, p->seq + used, p->bytes + bytes,
                                       s->id);
-        put_le32(h + 28, sr_crc32c(crc, at + SR_FRAME_HEADER, (size_t)r));
+        put_le32(h + 28, sr_crc32c(crc, at + SR_FRAME_HEADER, n));
         memcpy(at, h, SR_FRAME_HEADER);
         used++;
-        bytes += (uint64_t)r;
-        if ((size_t)r < cap)
-            break; /* a short read: the file ended (or will say so next time) */
+        bytes += (uint64_t)n;
     }
     /* Publish what was filled and give the rest back, in the one semop. */
     if (publish(p, head, k, used, used, bytes, 0, 0, e) < 0)
@@ -2471,7 +2535,7 @@ static int tail_of(sr_consumer *c, uint32_t k, uint32_t *tail, sr_error *e)
     sr_session *s = c->s;
     put32(s, SR_OFF_READ_MUTEX_HOLDER, (uint32_t)s->pid);
     uint32_t t = c->tail;
-    if (!c->have_tail && sem_getval(s, SR_TAIL, &t, e) < 0) {
+    if (!c->have_tail && batch_start(s, SIDE_READER, k, &t, e) < 0) {
         sr_error ignored;
         (void)release(c, 0, k, 0, 0, 0, &ignored);
         return -1;
@@ -2626,8 +2690,7 @@ static int batch_reserve(sr_batch *b, size_t bytes)
  * The header is copied out once; the length is checked against the slot; the
  * payload is copied out; the CRC is checked on OUR copy, so the bytes checked are
  * the bytes delivered whatever anyone does to the slot meanwhile. Returns the kind,
- * or -1. (Change B: store 0 into the slot's kind field here, for DATA and END,
- * before the release semop.) */
+ * or -1. */
 static int take_slot(sr_consumer *c, uint32_t tail, uint32_t j, sr_batch *b, sr_error *e)
 {
     sr_session *s = c->s;
@@ -2641,6 +2704,13 @@ static int take_slot(sr_consumer *c, uint32_t tail, uint32_t j, sr_batch *b, sr_
         return err_corrupt(e, s->key, "slot %u: frame length %u exceeds the slot", index, len);
     if (kind < SR_KIND_DATA || kind > SR_KIND_FINAL)
         return err_corrupt(e, s->key, "slot %u: unknown frame kind %u", index, kind);
+    /* END and FINAL frames carry no payload (PROTOCOL.md section 5): bytes there are
+     * not the stream's. Version 3 refuses them as corrupt rather than deliver or drop
+     * them (Rust: consumer::take_slot). */
+    if (kind != SR_KIND_DATA && len != 0)
+        return err_corrupt(e, s->key,
+                           "slot %u: an END/FINAL frame with %u payload bytes (it carries none)",
+                           index, len);
     uint64_t seq = get_le64(h + 8), offset = get_le64(h + 16);
     uint32_t writer = get_le32(h + 24), stored = get_le32(h + 28);
     if (batch_reserve(b, len) < 0)
@@ -2675,7 +2745,6 @@ static int take_slot(sr_consumer *c, uint32_t tail, uint32_t j, sr_batch *b, sr_
         d->end = b->len + len;
         b->len += len;
     }
-    /* An END/FINAL payload (none of our writers sends one) is not delivered. */
     return (int)kind;
 }
 

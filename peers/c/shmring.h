@@ -279,12 +279,14 @@ size_t sr_capacity(const sr_session *s); /* payload bytes per frame: slot_size -
 int sr_send(sr_producer *p, const sr_span *frames, size_t n, sr_error *e);
 /* Splits data into capacity-sized frames. */
 int sr_send_bytes(sr_producer *p, const unsigned char *data, size_t n, sr_error *e);
-/* Fills up to `want` slots straight from fd (one read(2) each); *sent = bytes, 0 at EOF.
- * Only for regular files: the write mutex is held across the reads. */
+/* Fills up to `want` slots straight from fd (read(2) into each until it is full or
+ * the file ends); *sent = bytes, 0 at EOF. Only for regular files: the write mutex
+ * is held across the reads. */
 int sr_send_from_fd(sr_producer *p, int fd, uint32_t want, uint64_t *sent, sr_error *e);
 /* END, or FINAL if we are the last writer still sending (*was_final). */
 int sr_finish(sr_producer *p, int *was_final, sr_error *e);
-/* Fails (exit 4) if every reader that came is gone without finishing. */
+/* Fails (exit 4) if every reader that came is gone without finishing, unless they
+ * took everything (only the FINAL frame left in the ring). */
 int sr_check_readers_now(sr_producer *p, sr_snapshot *snap, sr_error *e);
 
 typedef struct {
