@@ -28,6 +28,7 @@
 #include <sys/sem.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -278,6 +279,56 @@ void sr_sleep_ms(int ms)
     nanosleep(&ts, NULL); /* a signal cuts it short: fine, the caller looks at the flag */
 }
 
+int sr_pause_ms(uint64_t ms, sr_error *e)
+{
+    double until = sr_now() + (double)ms / 1000.0;
+    for (;;) {
+        if (sr_cancelled())
+            return err_interrupted(e, "during a --delay pause");
+        double left = until - sr_now();
+        if (left <= 0)
+            return 0;
+        sr_sleep_ms(left > 0.1 ? SR_POLL_MS : (int)(left * 1000.0) + 1);
+    }
+}
+
+int sr_fd_was_closed(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return 1; /* not open: EBADF */
+    int flags = fcntl(fd, F_GETFL);
+    return S_ISCHR(st.st_mode) && major(st.st_rdev) == 1 && minor(st.st_rdev) == 3 &&
+           flags >= 0 && (flags & O_ACCMODE) == O_RDWR;
+}
+
+int sr_require_open(int fd, const char *what, sr_error *e)
+{
+    if (!sr_fd_was_closed(fd))
+        return 0;
+    return sr_fail(e, SR_EXIT_OS, NULL, "%s is closed (nothing was read or sent): %s (os error %d)",
+                   what, strerror(EBADF), EBADF);
+}
+
+void sr_summary(uint64_t bytes, uint64_t frames, double secs, int how, int waits_for_reader,
+                uid_t owner)
+{
+    double rate = secs > 0 ? (double)bytes / secs / 1e6 : 0.0;
+    char tail[160] = "";
+    if (how == SR_REMOVED)
+        snprintf(tail, sizeof tail, "; removed the segment and semaphore set");
+    else if (how == SR_LEFT && waits_for_reader)
+        snprintf(tail, sizeof tail, "; the stream waits in the kernel for a reader");
+    else if (how == SR_LEFT)
+        snprintf(tail, sizeof tail, "; left the objects to the peer that remains");
+    else if (how == SR_LEFT_TO_OWNER)
+        snprintf(tail, sizeof tail,
+                 "; left the objects to their owner (uid %u), who alone may remove them",
+                 (unsigned)owner);
+    sr_note("%" PRIu64 " bytes, %" PRIu64 " %s in %.3f s (%.1f MB/s)%s", bytes, frames,
+            frames == 1 ? "message" : "messages", secs, rate, tail);
+}
+
 double sr_now(void)
 {
     struct timespec ts;
@@ -407,6 +458,11 @@ int sr_parse_size(const char *text, uint32_t *out, sr_error *e)
         return err_usage(e, "size", "%s is larger than 4 GiB", text);
     *out = (uint32_t)v;
     return 0;
+}
+
+int sr_parse_upto(const char *text, uint64_t max, uint64_t *out)
+{
+    return parse_unsigned(text, 10, max, out);
 }
 
 int sr_parse_count(const char *text, uint32_t *out, sr_error *e)
@@ -1881,6 +1937,64 @@ int sr_open(sr_session *s, const sr_open_opts *o, sr_error *e)
             break;
         }
     }
+}
+
+/* writer --remove (`make clean`): removes the session at the key if it is ours (our
+ * magic and version, our member count, our user) and no live process uses it, or our
+ * stale leftovers; refuses (exit 3), changing nothing, for anything foreign, a live
+ * session, one being created, and a finished stream that waits for its reader unless
+ * `force`. Returns 0 nothing there, 1 removed (`what` says what), -1.
+ * (Rust: session::remove_session.) */
+int sr_remove_session(key_t key, int force, char *what, size_t cap, sr_error *e)
+{
+    found_t f;
+    if (inspect(key, &f, e) < 0)
+        return -1;
+    if (f.what == FOUND_NOTHING)
+        return 0;
+    if (f.what == FOUND_INITIALISING)
+        return err_conflict(e, key, NULL, "a writer is creating a session there right now");
+    if (f.what == FOUND_STALE) {
+        snprintf(what, cap, "%s (%s)", ipcrm_cmd(f.shmid, f.semid), f.why);
+        if (f.semid >= 0 && remove_set(key, f.semid, e) < 0)
+            return -1;
+        if (f.shmid >= 0 && remove_segment(key, f.shmid, e) < 0)
+            return -1;
+        return 1;
+    }
+    sr_session s;
+    memset(&s, 0, sizeof s);
+    s.key = key;
+    s.shmid = f.shmid;
+    s.semid = f.semid;
+    s.base = f.base;
+    s.len = f.len;
+    uint16_t v[SR_NSEMS];
+    int rc = -1;
+    if (sem_values(&s, v, e) < 0)
+        goto out;
+    unsigned live = (unsigned)v[SR_WRITERS] + v[SR_READERS];
+    if (live > 0) {
+        err_conflict(e, key, NULL,
+                     "the session there is in use by %u live process(es); stop them first", live);
+        goto out;
+    }
+    int unread = sr_header_u32(&s, SR_OFF_STATE) == SR_STATE_ENDED &&
+                 sr_header_u32(&s, SR_OFF_READERS_JOINED) == 0;
+    if (unread && !force) {
+        err_conflict(e, key, NULL,
+                     "a finished stream of %" PRIu64 " bytes waits there for its reader; run "
+                     "`reader --key %s` to take it, or remove it anyway with --force",
+                     sr_header_u64(&s, SR_OFF_BYTES_PUBLISHED), sr_key_str(key));
+        goto out;
+    }
+    snprintf(what, cap, "%s", ipcrm_cmd(s.shmid, s.semid));
+    if (remove_set(key, s.semid, e) < 0 || remove_segment(key, s.shmid, e) < 0)
+        goto out;
+    rc = 1;
+out:
+    detach_base(s.base);
+    return rc;
 }
 
 /* PROTOCOL.md section 5, "Leave". */

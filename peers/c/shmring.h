@@ -234,6 +234,9 @@ enum { SR_LEFT = 1, SR_REMOVED = 2, SR_ALREADY_GONE = 3, SR_LEFT_TO_OWNER = 4 };
 
 /* Finds, creates (writers only) or waits for the session at o->key and joins it. */
 int sr_open(sr_session *s, const sr_open_opts *o, sr_error *e);
+/* writer --remove: our unused objects at key (our stale leftovers too); a finished
+ * stream waiting for its reader only with force. 0 nothing there, 1 removed (what). */
+int sr_remove_session(key_t key, int force, char *what, size_t cap, sr_error *e);
 /* Leaves: un-counts us and, as the last one, removes both objects (except a writer
  * leaving a finished stream that no reader has seen yet). *how = SR_LEFT/... */
 int sr_leave(sr_session *s, int finished, int *how, sr_error *e);
@@ -334,5 +337,21 @@ int sr_process_alive(pid_t pid);
 int sr_process_stopped(pid_t pid);
 void sr_sleep_ms(int ms);
 double sr_now(void); /* monotonic seconds */
+/* --delay: sleeps `ms` in steps of at most 100 ms, giving up (exit 130) on Ctrl-C. */
+int sr_pause_ms(uint64_t ms, sr_error *e);
+/* A decimal 0..=max (an optional '+', as Rust's u64 parser): --delay, --spin. */
+int sr_parse_upto(const char *text, uint64_t max, uint64_t *out);
+/* Whether standard descriptor fd was closed when the program started: it is not
+ * open at all, or it is the /dev/null that Rust's runtime opens read-write in its
+ * place (the Rust binaries refuse exactly these). */
+int sr_fd_was_closed(int fd);
+/* Refuses (exit 1) a standard descriptor that was closed at start: "WHAT is closed
+ * (nothing was read or sent): Bad file descriptor (os error 9)". */
+int sr_require_open(int fd, const char *what, sr_error *e);
+/* The one-line summary (Rust: stream::Summary): "N bytes, M message(s) in S s
+ * (R MB/s)" and what became of the objects (`how`, SR_LEFT..., with waits_for_reader
+ * for a writer whose finished stream waits in the kernel). */
+void sr_summary(uint64_t bytes, uint64_t frames, double secs, int how, int waits_for_reader,
+                uid_t owner);
 
 #endif
