@@ -320,9 +320,19 @@ typedef struct {
     uint64_t frames, bytes;
     uint32_t ended_writers;
     int said_stopped;
+    double spin;          /* the longest spin of one wait, seconds (0: never spin) */
+    double last_progress; /* when frames last arrived (monotonic; < 0: never) */
+    int one_cpu;          /* we may run on one CPU only: spinning yields */
 } sr_consumer;
 
+/* The reader's spin (Rust: ring/spin.rs): at most this many microseconds. */
+#define SR_MAX_SPIN_US 1000000u
+#define SR_DEFAULT_SPIN_US 50u
+
 void sr_consumer_init(sr_consumer *c, sr_session *s, uint32_t max_batch);
+/* Spin up to `us` microseconds (clamped to SR_MAX_SPIN_US) watching the header's
+ * counters before sleeping in semop, but only while the writer was active; 0: never. */
+void sr_consumer_set_spin(sr_consumer *c, uint64_t us);
 void sr_consumer_free(sr_consumer *c);
 void sr_batch_free(sr_batch *b);
 /* Takes up to a batch of frames, validates each, frees their slots. *eos = 1 at
