@@ -645,6 +645,13 @@ uint32_t sr_crc32c(uint32_t crc, const void *data, size_t n)
  * "take k slots AND the mutex", "publish k frames AND move HEAD AND release the
  * mutex" are each one indivisible step, so a process killed at any instant leaves
  * the old state or the new one, never a mix.
+ *
+ * Two kinds of semop here: the ones that TAKE (slots, frames, mutexes) wait, in
+ * 100 ms semtimedop steps or not at all (IPC_NOWAIT); the ones that GIVE BACK
+ * (release, publish, the creator's opening semop) can never have to wait in a
+ * consistent session, so version 3 sends them with IPC_NOWAIT and treats EAGAIN as
+ * proof that someone changed the counts from outside (sem_apply_now): no step ever
+ * sleeps while it holds a mutex.
  * ========================================================================= */
 
 /* Linux makes the caller define the fourth argument of semctl(2). */
@@ -2147,6 +2154,9 @@ void sr_detach(sr_session *s)
  *   take:    { FREE, -k, SEM_UNDO }, { WRITE_MUTEX, -1, SEM_UNDO }
  *   publish: { FREE, +k, SEM_UNDO }, { FREE, -k, 0 }, { HEAD, +d, 0 },
  *            { FILLED, +k, 0 }, { WRITE_MUTEX, +1, SEM_UNDO }
+ * (the publish with IPC_NOWAIT on every operation: it only adds or gives back, so
+ * in a consistent session it never waits, and one that would is corruption - it
+ * must never sleep holding the mutex; version 3)
  *
  * Why SEM_UNDO on FREE, and why it is cancelled: if we die between the two, the
  * kernel's undo gives the k slots and the mutex back, and since FILLED never moved
@@ -2557,7 +2567,7 @@ int sr_finish(sr_producer *p, int *was_final, sr_error *e)
  * The mirror image of the producer:
  *   take:    { FILLED, -k, SEM_UNDO }, { READ_MUTEX, -1, SEM_UNDO }
  *   release: { FILLED, +k, SEM_UNDO }, { FILLED, -c, 0 }, { TAIL, +d, 0 },
- *            { FREE, +c, 0 }, { READ_MUTEX, +1, SEM_UNDO }
+ *            { FREE, +c, 0 }, { READ_MUTEX, +1, SEM_UNDO }   (all IPC_NOWAIT)
  * where c <= k is how many frames we consumed (all, or those before FINAL, which
  * stays in the ring for every other reader). A reader killed before the release
  * loses nothing: the undo puts its k frames back for the next reader.
