@@ -190,7 +190,8 @@ static int deliver(const sr_batch *b, int tag, unsigned char **buf, size_t *cap,
     for (size_t i = 0; i < b->nframes; i++) {
         const sr_delivered *d = &b->frames[i];
         n += (size_t)snprintf((char *)*buf + n, 24, "[writer %u] ", d->writer);
-        memcpy(*buf + n, b->data + d->start, d->end - d->start);
+        if (d->end > d->start) /* an empty DATA frame: nothing to copy (data may be NULL) */
+            memcpy(*buf + n, b->data + d->start, d->end - d->start);
         n += d->end - d->start;
     }
     return write_out(*buf, n, e);

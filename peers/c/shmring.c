@@ -2935,8 +2935,11 @@ static int take_slot(sr_consumer *c, uint32_t tail, uint32_t j, sr_batch *b, sr_
     uint32_t writer = get_le32(h + 24), stored = get_le32(h + 28);
     if (batch_reserve(b, len) < 0)
         return sr_fail(e, SR_EXIT_OS, NULL, "out of memory for a batch of %u bytes", len);
-    unsigned char *mine = b->data + b->len;
-    memcpy(mine, at + SR_FRAME_HEADER, len);
+    /* (No copy for an empty frame: b->data may still be NULL, and memcpy must not
+     * be given a null pointer even for 0 bytes.) */
+    const unsigned char *mine = len ? b->data + b->len : at + SR_FRAME_HEADER;
+    if (len)
+        memcpy(b->data + b->len, at + SR_FRAME_HEADER, len);
     uint32_t computed = sr_crc32c(sr_crc32c(0, h, 28), mine, len);
     if (computed != stored)
         return err_corrupt(e, s->key,
