@@ -3,11 +3,13 @@
  * the C twin of the Rust `writer` (same options, exit codes and protocol).
  *
  * The handout's process A:                 This program:
- *   id = shmget(key, SIZE, IPC_CREAT|0666);   sr_open(): semget + shmget with IPC_EXCL,
- *   p = shmat(id, NULL, 0);                   header, SETALL, first semop (section 5
- *   strcpy(p, text);                          of shmring.c); then for every batch:
+ *   id = shmget(key, SIZE, IPC_CREAT|0666);   sr_open(): semget with IPC_EXCL, SETALL
+ *   p = shmat(id, NULL, 0);                   of the signature, shmget with IPC_EXCL,
+ *   strcpy(p, text);                          header, SETALL, first semop (section 5
+ *                                             of shmring.c); then for every batch:
  *                                             take slots + mutex, copy, publish (one
- *                                             semop each); END/FINAL; leave.
+ *                                             semop each); END/FINAL; wait for a
+ *                                             reader to have come; leave.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
