@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # `make -C peers/c check`: a quick self-test of the C peer. A 1 MiB stream C -> C
 # and, if the Rust binaries are built (target/debug), C -> Rust and Rust -> C; then
-# a --persist text. Keys 0x7e5fff01..; everything at them is removed on the way out.
-# The full interop matrix is `cargo test -p e2e --test interop`.
+# a --persist text. The full interop matrix is `cargo test -p e2e --test interop`.
+#
+# Keys: four of the interop range (0x7e5xxxxx), claimed from the project's key
+# allocator by c-claimkey, which runs this script with them in SR_KEYS and holds
+# the claims until it ends. A claimed key was free when it was handed out and no
+# one else gets it meanwhile, so whatever is at it afterwards is ours: the cleanup
+# removes exactly that, and nothing at any other key.
 set -euo pipefail
 cd "$(dirname "$0")"
 OUT=${OUT:-../../target/c}
 RUST=${RUST:-../../target/debug}
+if [ -z "${SR_KEYS:-}" ]; then
+  exec "$OUT/c-claimkey" 4 bash "$0" "$@"
+fi
+read -r -a keys <<< "$SR_KEYS"
 tmp=$(mktemp -d)
-keys=()
 cleanup() {
   for k in "${keys[@]}"; do ipcrm -M "$k" -S "$k" 2>/dev/null || true; done
   rm -rf "$tmp"
@@ -17,7 +25,7 @@ trap cleanup EXIT
 head -c $((1 << 20)) /dev/urandom > "$tmp/in"
 n=0
 pair() { # WRITER READER LABEL
-  n=$((n + 1)); local key; key=$(printf '0x7e5fff%02x' "$n"); keys+=("$key")
+  local key=${keys[$n]}; n=$((n + 1))
   "$2" --key "$key" -q > "$tmp/out" & local r=$!
   "$1" --key "$key" -q "$tmp/in"
   wait "$r"
@@ -32,9 +40,10 @@ if [ -x "$RUST/writer" ] && [ -x "$RUST/reader" ]; then
 else
   echo "check: Rust binaries not built in $RUST (cargo build --workspace --bins): C only"
 fi
-key=0x7e5fff80; keys+=("$key")
+key=${keys[3]}
 printf 'the handout exercise, done right\n' | "$OUT/c-writer" --key "$key" --persist -q
 ipcs -m -s | grep -q "^$key " || { echo "check: --persist left nothing" >&2; exit 1; }
 got=$("$OUT/c-reader" --key "$key" -q)
 [ "$got" = "the handout exercise, done right" ] || { echo "check: persist: got '$got'" >&2; exit 1; }
-echo "check: --persist: the text waited in the kernel for the reader"
+if ipcs -m -s | grep -q "^$key "; then echo "check: persist: objects left at $key" >&2; exit 1; fi
+echo "check: --persist: the text waited in the kernel for the reader, who removed it"

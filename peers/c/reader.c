@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,10 +31,16 @@ static const char *help_text =
     "Usage: c-reader [OPTIONS]\n"
     "\n"
     "Options:\n"
-    "      --key KEY    IPC key: 0x1234abcd, decimal, or path:FILE (ftok).\n"
-    "                   Default: ftok($HOME, 'S')\n"
+    "      --key KEY    IPC key: 0x1234abcd, decimal, or path:FILE (ftok(FILE, 'S')).\n"
+    "                   Default: 0x53 and the low 24 bits of your uid (0x530003e8 for\n"
+    "                   uid 1000), one per user\n"
     "      --tag        prefix each message with \"[writer N] \" (for --lines writers)\n"
     "      --batch N    most frames taken per semop [default: 256]\n"
+    "      --spin MICROS  spin up to MICROS microseconds (at most 1000000) watching for\n"
+    "                   data before sleeping in semop, but only while the writer is\n"
+    "                   active; 0 never spins [default: 50]\n"
+    "      --delay MS   slow motion for watching: take one message per semop and pause\n"
+    "                   MS milliseconds after each (0..=60000) [default: 0]\n"
     "  -q, --quiet      no notes or summary on stderr (errors still print)\n"
     "  -h, --help       print help\n"
     "  -V, --version    print version\n"
@@ -50,6 +57,13 @@ static const char *help_text =
     "  7    a kernel limit was reached\n"
     "  130  interrupted by SIGINT/SIGTERM/SIGHUP (after cleaning up)\n";
 
+typedef struct {
+    key_t key;
+    int have_key, tag;
+    uint32_t batch;
+    uint64_t spin_us, delay_ms;
+} config;
+
 static int usage_error(sr_error *e, const char *fmt, const char *arg)
 {
     char msg[512];
@@ -57,18 +71,24 @@ static int usage_error(sr_error *e, const char *fmt, const char *arg)
     return sr_fail(e, SR_EXIT_USAGE, "nothing was created; see `c-reader --help`", "%s", msg);
 }
 
-static int parse_args(int argc, char **argv, key_t *key, int *have_key, int *tag,
-                      uint32_t *batch, sr_error *e)
+/* The command line, the shape of the Rust reader's (clap): `--opt VALUE` or
+ * `--opt=VALUE`; a flag or option given twice is refused. */
+static int parse_args(int argc, char **argv, config *c, sr_error *e)
 {
-    int seen_batch = 0;
+    int seen_batch = 0, seen_spin = 0, seen_delay = 0, seen_quiet = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
-            sr_quiet = 1;
+            if (seen_quiet)
+                return usage_error(e, "the argument '%s' cannot be used multiple times",
+                                   "--quiet");
+            seen_quiet = sr_quiet = 1;
             continue;
         }
         if (strcmp(a, "--tag") == 0) {
-            *tag = 1;
+            if (c->tag)
+                return usage_error(e, "the argument '%s' cannot be used multiple times", a);
+            c->tag = 1;
             continue;
         }
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -81,9 +101,12 @@ static int parse_args(int argc, char **argv, key_t *key, int *have_key, int *tag
         }
         const char *eq = strchr(a, '=');
         size_t len = eq ? (size_t)(eq - a) : strlen(a);
-        int is_key = len == 5 && strncmp(a, "--key", 5) == 0;
-        int is_batch = len == 7 && strncmp(a, "--batch", 7) == 0;
-        if (!is_key && !is_batch)
+        const char *names[] = {"--key", "--batch", "--spin", "--delay"};
+        int which = -1;
+        for (int n = 0; n < 4; n++)
+            if (len == strlen(names[n]) && strncmp(a, names[n], len) == 0)
+                which = n;
+        if (which < 0)
             return usage_error(e, "unexpected argument '%s' found", a);
         const char *value;
         if (eq)
@@ -92,54 +115,65 @@ static int parse_args(int argc, char **argv, key_t *key, int *have_key, int *tag
             value = argv[++i];
         else
             return usage_error(e, "a value is required for '%s' but none was supplied",
-                               is_key ? "--key" : "--batch");
-        if (is_key) {
-            if (*have_key)
-                return usage_error(e, "the argument '%s' cannot be used multiple times", "--key");
-            if (sr_parse_key(value, key, e) < 0)
-                return -1;
-            *have_key = 1;
-        } else {
-            if (seen_batch)
-                return usage_error(e, "the argument '%s' cannot be used multiple times", "--batch");
-            if (sr_parse_batch(value, batch, e) < 0)
-                return -1;
-            seen_batch = 1;
-        }
+                               names[which]);
+        int *seen = which == 0 ? &c->have_key : which == 1 ? &seen_batch
+                                             : which == 2 ? &seen_spin
+                                                          : &seen_delay;
+        if (*seen)
+            return usage_error(e, "the argument '%s' cannot be used multiple times", names[which]);
+        *seen = 1;
+        if (which == 0 && sr_parse_key(value, &c->key, e) < 0)
+            return -1;
+        if (which == 1 && sr_parse_batch(value, &c->batch, e) < 0)
+            return -1;
+        if (which == 2 && sr_parse_upto(value, SR_MAX_SPIN_US, &c->spin_us) < 0)
+            return usage_error(e, "invalid value '%s' for '--spin <MICROS>': a whole number of "
+                                  "microseconds in 0..=1000000",
+                               value);
+        if (which == 3 && sr_parse_upto(value, 60000, &c->delay_ms) < 0)
+            return usage_error(e, "invalid value '%s' for '--delay <MS>': a whole number of "
+                                  "milliseconds in 0..=60000",
+                               value);
     }
     return 0;
 }
 
-/* Writes everything; a write(2) interrupted while BLOCKED (a full pipe) by Ctrl-C
- * gives up, otherwise the batch already taken out of the ring is written whole.
- * (Rust: its signal handler uses SA_RESTART, so a reader blocked on a full stdout
- * notices SIGTERM only once the consumer reads again; here it exits 130 at once.) */
+/* Writes everything, waiting for room with poll(2) (POLLOUT, 100 ms at a time) before
+ * each write(2), so that a reader blocked on a full pipe (a consumer that stopped
+ * reading) still notices Ctrl-C and SIGTERM, and gives up then, as the Rust reader
+ * does (stream/output.rs): a signal asked to stop, and the stream is cut short. */
 static int write_out(const unsigned char *p, size_t n, sr_error *e)
 {
     while (n > 0) {
-        ssize_t w = write(1, p, n);
-        if (w < 0) {
-            if (errno == EINTR) {
-                if (sr_cancelled())
-                    return sr_fail(e, SR_EXIT_INTERRUPTED, NULL,
-                                   "interrupted (while writing the output)");
-                continue;
-            }
+        if (sr_cancelled())
+            return sr_fail(e, SR_EXIT_INTERRUPTED, NULL, "interrupted (while writing the output)");
+        struct pollfd pfd = {1, POLLOUT, 0};
+        int r = poll(&pfd, 1, SR_POLL_MS);
+        if (r == 0 || (r < 0 && errno == EINTR))
+            continue;
+        if (r < 0) {
             int err = errno;
             return sr_fail(e, SR_EXIT_OS, NULL, "writing the output: %s (os error %d)",
                            strerror(err), err);
         }
+        ssize_t w = write(1, p, n);
+        if (w < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                continue;
+            int err = errno;
+            return sr_fail(e, SR_EXIT_OS, NULL, "writing the output: %s (os error %d)",
+                           strerror(err), err);
+        }
+        if (w == 0)
+            return sr_fail(e, SR_EXIT_OS, NULL, "writing the output: failed to write whole buffer");
         p += w;
         n -= (size_t)w;
-        /* A signal that arrives after some bytes went out makes write(2) return a
-         * short count instead of EINTR: that, too, means we were blocked. */
-        if (n > 0 && sr_cancelled())
-            return sr_fail(e, SR_EXIT_INTERRUPTED, NULL, "interrupted (while writing the output)");
     }
     return 0;
 }
 
-/* The batch's payloads to stdout, with "[writer N] " before each message if --tag. */
+/* The batch's payloads to stdout in one write, with "[writer N] " before each message
+ * if --tag. */
 static int deliver(const sr_batch *b, int tag, unsigned char **buf, size_t *cap, sr_error *e)
 {
     if (!tag)
@@ -156,7 +190,8 @@ static int deliver(const sr_batch *b, int tag, unsigned char **buf, size_t *cap,
     for (size_t i = 0; i < b->nframes; i++) {
         const sr_delivered *d = &b->frames[i];
         n += (size_t)snprintf((char *)*buf + n, 24, "[writer %u] ", d->writer);
-        memcpy(*buf + n, b->data + d->start, d->end - d->start);
+        if (d->end > d->start) /* an empty DATA frame: nothing to copy (data may be NULL) */
+            memcpy(*buf + n, b->data + d->start, d->end - d->start);
         n += d->end - d->start;
     }
     return write_out(*buf, n, e);
@@ -165,13 +200,13 @@ static int deliver(const sr_batch *b, int tag, unsigned char **buf, size_t *cap,
 int main(int argc, char **argv)
 {
     sr_prog = "c-reader";
-    key_t key = 0;
-    int have_key = 0, tag = 0;
-    uint32_t batch = SR_DEFAULT_BATCH;
+    config cfg = {0, 0, 0, SR_DEFAULT_BATCH, SR_DEFAULT_SPIN_US, 0};
     sr_error e;
-    if (parse_args(argc, argv, &key, &have_key, &tag, &batch, &e) < 0)
+    if (parse_args(argc, argv, &cfg, &e) < 0)
         return sr_report(&e);
-    if (!have_key && sr_default_key(&key, &e) < 0)
+    key_t key = cfg.have_key ? cfg.key : sr_default_key();
+    /* A stdout closed at start would swallow the stream: refuse before joining. */
+    if (sr_require_open(1, "standard output", &e) < 0)
         return sr_report(&e);
     if (sr_install_signals(&e) < 0)
         return sr_report(&e);
@@ -184,7 +219,9 @@ int main(int argc, char **argv)
 
     double start = sr_now();
     sr_consumer c;
-    sr_consumer_init(&c, &s, batch);
+    /* Slow motion (--delay) takes one frame per semop, so each step can be watched. */
+    sr_consumer_init(&c, &s, cfg.delay_ms ? 1 : cfg.batch);
+    sr_consumer_set_spin(&c, cfg.spin_us);
     sr_batch b;
     memset(&b, 0, sizeof b);
     unsigned char *tagbuf = NULL;
@@ -195,7 +232,7 @@ int main(int argc, char **argv)
         int r = sr_recv(&c, &b, &eos, &e);
         /* Deliver what was taken even if a later frame of the batch failed. */
         sr_error oe;
-        if (deliver(&b, tag, &tagbuf, &tagcap, &oe) < 0) {
+        if (deliver(&b, cfg.tag, &tagbuf, &tagcap, &oe) < 0) {
             e = oe;
             rc = -1;
             break;
@@ -206,17 +243,18 @@ int main(int argc, char **argv)
         }
         if (eos)
             break;
+        if (cfg.delay_ms && sr_pause_ms(cfg.delay_ms, &e) < 0) {
+            rc = -1;
+            break;
+        }
     }
     free(tagbuf);
     sr_batch_free(&b);
 
     int how;
     if (rc < 0) {
-        sr_error le;
-        if (sr_leave(&s, 0, &how, &le) < 0)
-            sr_note("could not leave cleanly: %s", le.msg);
-        else if (how == SR_REMOVED)
-            sr_note("removed the segment and semaphore set at key %s", sr_key_str(key));
+        /* As the writer: a corrupt session is removed, an orphaned segment too. */
+        sr_leave_after(&s, &e);
         sr_detach(&s);
         sr_consumer_free(&c);
         return sr_report(&e);
@@ -226,8 +264,7 @@ int main(int argc, char **argv)
     sr_snapshot n;
     int got = 0;
     if (sr_locked_snapshot(&s, &n, &got, &e) < 0 || (!got && sr_snapshot_get(&s, &n, &e) < 0)) {
-        sr_error le;
-        (void)sr_leave(&s, 0, &how, &le);
+        sr_leave_after(&s, &e);
         sr_detach(&s);
         sr_consumer_free(&c);
         return sr_report(&e);
@@ -251,13 +288,7 @@ int main(int argc, char **argv)
         sr_consumer_free(&c);
         return sr_report(&e);
     }
-    double secs = sr_now() - start;
-    double rate = secs > 0 ? (double)c.bytes / secs / 1e6 : 0.0;
-    sr_note("%" PRIu64 " bytes, %" PRIu64 " messages in %.3f s (%.1f MB/s)%s", c.bytes, c.frames,
-            secs, rate,
-            how == SR_REMOVED ? "; removed the segment and semaphore set"
-            : how == SR_LEFT  ? "; left the objects to the peer that remains"
-                              : "");
+    sr_summary(c.bytes, c.frames, sr_now() - start, how, 0, s.owner);
     sr_consumer_free(&c);
     return 0;
 }

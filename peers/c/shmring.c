@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 #include <sys/sem.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -278,6 +280,56 @@ void sr_sleep_ms(int ms)
     nanosleep(&ts, NULL); /* a signal cuts it short: fine, the caller looks at the flag */
 }
 
+int sr_pause_ms(uint64_t ms, sr_error *e)
+{
+    double until = sr_now() + (double)ms / 1000.0;
+    for (;;) {
+        if (sr_cancelled())
+            return err_interrupted(e, "during a --delay pause");
+        double left = until - sr_now();
+        if (left <= 0)
+            return 0;
+        sr_sleep_ms(left > 0.1 ? SR_POLL_MS : (int)(left * 1000.0) + 1);
+    }
+}
+
+int sr_fd_was_closed(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return 1; /* not open: EBADF */
+    int flags = fcntl(fd, F_GETFL);
+    return S_ISCHR(st.st_mode) && major(st.st_rdev) == 1 && minor(st.st_rdev) == 3 &&
+           flags >= 0 && (flags & O_ACCMODE) == O_RDWR;
+}
+
+int sr_require_open(int fd, const char *what, sr_error *e)
+{
+    if (!sr_fd_was_closed(fd))
+        return 0;
+    return sr_fail(e, SR_EXIT_OS, NULL, "%s is closed (nothing was read or sent): %s (os error %d)",
+                   what, strerror(EBADF), EBADF);
+}
+
+void sr_summary(uint64_t bytes, uint64_t frames, double secs, int how, int waits_for_reader,
+                uid_t owner)
+{
+    double rate = secs > 0 ? (double)bytes / secs / 1e6 : 0.0;
+    char tail[160] = "";
+    if (how == SR_REMOVED)
+        snprintf(tail, sizeof tail, "; removed the segment and semaphore set");
+    else if (how == SR_LEFT && waits_for_reader)
+        snprintf(tail, sizeof tail, "; the stream waits in the kernel for a reader");
+    else if (how == SR_LEFT)
+        snprintf(tail, sizeof tail, "; left the objects to the peer that remains");
+    else if (how == SR_LEFT_TO_OWNER)
+        snprintf(tail, sizeof tail,
+                 "; left the objects to their owner (uid %u), who alone may remove them",
+                 (unsigned)owner);
+    sr_note("%" PRIu64 " bytes, %" PRIu64 " %s in %.3f s (%.1f MB/s)%s", bytes, frames,
+            frames == 1 ? "message" : "messages", secs, rate, tail);
+}
+
 double sr_now(void)
 {
     struct timespec ts;
@@ -372,15 +424,15 @@ int sr_parse_key(const char *text, key_t *out, sr_error *e)
     return 0;
 }
 
-/* The default key: ftok($HOME, 'S'), so two users of one lab machine never meet by
- * accident (different home directories are different inodes). Change C (a key from
- * the effective uid) replaces the body of this function and nothing else. */
-int sr_default_key(key_t *out, sr_error *e)
+/* The default key (Rust: IpcKey::default_for_user): 0x53 followed by the low 24 bits
+ * of the effective uid, so two users of one machine never meet by accident (for
+ * uids below 2^24; larger ones are folded into 24 bits and can meet). The classic
+ * ftok($HOME, 'S') cannot promise that: it keeps only 16 bits of the inode and 8 of
+ * the device number, and two users' homes collided. geteuid(2) cannot fail. */
+key_t sr_default_key(void)
 {
-    const char *home = getenv("HOME");
-    if (!home || !home[0])
-        return err_usage(e, "key", "HOME is not set; pass --key");
-    return key_from_path(home, out, e);
+    uint32_t uid = (uint32_t)geteuid();
+    return (key_t)(SR_DEFAULT_KEY_PREFIX | ((uid ^ (uid >> 24)) & 0x00ffffffu));
 }
 
 int sr_parse_size(const char *text, uint32_t *out, sr_error *e)
@@ -407,6 +459,11 @@ int sr_parse_size(const char *text, uint32_t *out, sr_error *e)
         return err_usage(e, "size", "%s is larger than 4 GiB", text);
     *out = (uint32_t)v;
     return 0;
+}
+
+int sr_parse_upto(const char *text, uint64_t max, uint64_t *out)
+{
+    return parse_unsigned(text, 10, max, out);
 }
 
 int sr_parse_count(const char *text, uint32_t *out, sr_error *e)
@@ -588,6 +645,13 @@ uint32_t sr_crc32c(uint32_t crc, const void *data, size_t n)
  * "take k slots AND the mutex", "publish k frames AND move HEAD AND release the
  * mutex" are each one indivisible step, so a process killed at any instant leaves
  * the old state or the new one, never a mix.
+ *
+ * Two kinds of semop here: the ones that TAKE (slots, frames, mutexes) wait, in
+ * 100 ms semtimedop steps or not at all (IPC_NOWAIT); the ones that GIVE BACK
+ * (release, publish, the creator's opening semop) can never have to wait in a
+ * consistent session, so version 3 sends them with IPC_NOWAIT and treats EAGAIN as
+ * proof that someone changed the counts from outside (sem_apply_now): no step ever
+ * sleeps while it holds a mutex.
  * ========================================================================= */
 
 /* Linux makes the caller define the fourth argument of semctl(2). */
@@ -597,41 +661,68 @@ union semun {
     unsigned short *array;
 };
 
-enum { WAIT_BLOCK, WAIT_POLL, WAIT_NOWAIT };
+enum { WAIT_POLL, WAIT_NOWAIT };
 
-/* Applies ops atomically. WAIT_BLOCK: plain semop (only for operations that cannot
- * sleep: releases and publishes). WAIT_POLL: semtimedop with a 100 ms timeout.
- * WAIT_NOWAIT: IPC_NOWAIT on every operation. Returns 1 when applied, 0 when not
- * (timeout, would block, or a signal), -1 on error: the set removed under us is
- * "peer gone" (exit 4). */
+/* A semctl on a set id failed: EINVAL/EIDRM mean the id is gone (removed meanwhile),
+ * which is "peer gone" (exit 4); anything else is err_sys. (Rust: gone_or.) */
+static int set_call_failed(sr_error *e, key_t key, const char *call, int err)
+{
+    if (err == EINVAL || err == EIDRM)
+        return err_peer_gone(e, key, "the semaphore set was removed (%s)", call);
+    return err_sys(e, key, call, err);
+}
+
+/* Applies ops atomically. WAIT_POLL: semtimedop with a 100 ms timeout (a wait that
+ * gives up to look around: Ctrl-C, dead peers). WAIT_NOWAIT: IPC_NOWAIT on every
+ * operation, so the call never sleeps. Returns 1 when applied, 0 when not (timeout,
+ * would block, or a signal), -1 on error: the set removed under us is "peer gone"
+ * (exit 4), ERANGE (a value would pass SEMVMX) is corruption (exit 6). */
 static int sem_apply(const sr_session *s, struct sembuf *ops, size_t n, int how, sr_error *e)
 {
     if (how == WAIT_NOWAIT)
         for (size_t i = 0; i < n; i++)
             ops[i].sem_flg |= IPC_NOWAIT;
-    for (;;) {
-        int r;
-        if (how == WAIT_POLL) {
-            struct timespec ts = {0, SR_POLL_MS * 1000000L};
-            r = semtimedop(s->semid, ops, n, &ts);
-        } else {
-            r = semop(s->semid, ops, n);
-        }
-        if (r == 0)
-            return 1;
-        int err = errno;
-        if (err == EINTR && how == WAIT_BLOCK)
-            continue;
-        if (err == EAGAIN || err == EINTR)
-            return 0;
-        if (err == EINVAL || err == EIDRM)
-            return err_peer_gone(e, s->key, "the semaphore set was removed while we waited (%s)",
-                                 how == WAIT_POLL ? "semtimedop" : "semop");
-        if (err == ERANGE)
-            return err_corrupt(e, s->key,
-                               "a semaphore would exceed SEMVMX (32767): the counts are inconsistent");
-        return err_sys(e, s->key, how == WAIT_POLL ? "semtimedop" : "semop", err);
+    int r;
+    if (how == WAIT_POLL) {
+        struct timespec ts = {0, SR_POLL_MS * 1000000L};
+        r = semtimedop(s->semid, ops, n, &ts);
+    } else {
+        r = semop(s->semid, ops, n);
     }
+    if (r == 0)
+        return 1;
+    int err = errno;
+    const char *call = how == WAIT_POLL ? "semtimedop" : "semop";
+    if (err == EAGAIN || err == EINTR)
+        return 0;
+    if (err == EINVAL || err == EIDRM)
+        return err_peer_gone(e, s->key, "the semaphore set was removed while we waited (%s)",
+                             call);
+    if (err == ERANGE)
+        return err_corrupt(e, s->key,
+                           "a semaphore would exceed SEMVMX (32767): the counts are inconsistent");
+    return err_sys(e, s->key, call, err);
+}
+
+/* Applies ops that can never have to wait in a consistent session: they only add,
+ * take back what they added in the same call, or give back what this process itself
+ * holds (publish, free, release the mutexes, the creator's opening semop). Version 3
+ * sends them with IPC_NOWAIT: if one would have to wait after all, someone changed
+ * the counts from outside, and sleeping while we hold a mutex would hang every peer,
+ * so that is corruption (exit 6), named by `why`. (Rust: SemaphoreSet::apply_now.)
+ * Returns 0 or -1. */
+static int sem_apply_now(const sr_session *s, struct sembuf *ops, size_t n, const char *why,
+                         sr_error *e)
+{
+    int r = sem_apply(s, ops, n, WAIT_NOWAIT, e);
+    if (r < 0)
+        return -1;
+    if (r == 0)
+        return err_corrupt(e, s->key,
+                           "the semaphore counts were changed from outside: a step that never "
+                           "waits would have had to (%s)",
+                           why);
+    return 0;
 }
 
 /* One sembuf. SEM_UNDO asks the kernel to remember the opposite of this operation
@@ -645,33 +736,55 @@ static struct sembuf op(int member, int delta, int undo)
     return b;
 }
 
-/* semctl(GETALL): all nine values in one consistent snapshot. */
-static int sem_values(const sr_session *s, uint16_t v[SR_NSEMS], sr_error *e)
+/* semctl(GETALL): all nine values of set `semid` in one consistent snapshot. */
+static int set_values(key_t key, int semid, uint16_t v[SR_NSEMS], sr_error *e)
 {
     unsigned short a[SR_NSEMS];
     union semun arg;
     arg.array = a;
-    if (semctl(s->semid, 0, GETALL, arg) < 0) {
-        int err = errno;
-        if (err == EINVAL || err == EIDRM)
-            return err_peer_gone(e, s->key, "the semaphore set was removed (semctl(GETALL))");
-        return err_sys(e, s->key, "semctl(GETALL)", err);
-    }
+    if (semctl(semid, 0, GETALL, arg) < 0)
+        return set_call_failed(e, key, "semctl(GETALL)", errno);
     for (int i = 0; i < SR_NSEMS; i++)
         v[i] = a[i];
+    return 0;
+}
+
+static int sem_values(const sr_session *s, uint16_t v[SR_NSEMS], sr_error *e)
+{
+    return set_values(s->key, s->semid, v, e);
+}
+
+/* semctl(SETALL): every member at once. The creator's two initialisation steps
+ * (the signature, then the initial values). */
+static int set_all(key_t key, int semid, const unsigned short v[SR_NSEMS], sr_error *e)
+{
+    unsigned short a[SR_NSEMS];
+    memcpy(a, v, sizeof a);
+    union semun arg;
+    arg.array = a;
+    if (semctl(semid, 0, SETALL, arg) < 0)
+        return set_call_failed(e, key, "semctl(SETALL)", errno);
+    return 0;
+}
+
+/* semctl(member, GETVAL / GETNCNT / GETZCNT): one member's value, or how many
+ * processes sleep in semop waiting to take from it (NCNT) or for it to be 0 (ZCNT). */
+static int set_query(key_t key, int semid, int member, int cmd, const char *call, int *out,
+                     sr_error *e)
+{
+    int v = semctl(semid, member, cmd);
+    if (v < 0)
+        return set_call_failed(e, key, call, errno);
+    *out = v;
     return 0;
 }
 
 /* semctl(GETVAL) of one member (HEAD or TAIL: where our batch starts). */
 static int sem_getval(const sr_session *s, int member, uint32_t *out, sr_error *e)
 {
-    int v = semctl(s->semid, member, GETVAL);
-    if (v < 0) {
-        int err = errno;
-        if (err == EINVAL || err == EIDRM)
-            return err_peer_gone(e, s->key, "the semaphore set was removed (semctl(GETVAL))");
-        return err_sys(e, s->key, "semctl(GETVAL)", err);
-    }
+    int v = 0;
+    if (set_query(s->key, s->semid, member, GETVAL, "semctl(GETVAL)", &v, e) < 0)
+        return -1;
     *out = (uint32_t)v;
     return 0;
 }
@@ -679,19 +792,23 @@ static int sem_getval(const sr_session *s, int member, uint32_t *out, sr_error *
 /* semctl(IPC_RMID) removes a set at once: every process asleep in semop on it
  * wakes with EIDRM. shmctl(IPC_RMID) only marks a segment: its key is freed at once
  * (a new shmget(key) finds nothing) and the memory when the last process detaches.
- * EINVAL/EIDRM: someone else removed it first, which is fine. */
+ * Returns 1 removed, 0 if someone else removed it first (EINVAL/EIDRM: fine), -1. */
 static int remove_set(key_t key, int semid, sr_error *e)
 {
-    if (semctl(semid, 0, IPC_RMID) < 0 && errno != EINVAL && errno != EIDRM)
-        return err_sys(e, key, "semctl(IPC_RMID)", errno);
-    return 0;
+    if (semctl(semid, 0, IPC_RMID) == 0)
+        return 1;
+    if (errno == EINVAL || errno == EIDRM)
+        return 0;
+    return err_sys(e, key, "semctl(IPC_RMID)", errno);
 }
 
 static int remove_segment(key_t key, int shmid, sr_error *e)
 {
-    if (shmctl(shmid, IPC_RMID, NULL) < 0 && errno != EINVAL && errno != EIDRM)
-        return err_sys(e, key, "shmctl(IPC_RMID)", errno);
-    return 0;
+    if (shmctl(shmid, IPC_RMID, NULL) == 0)
+        return 1;
+    if (errno == EINVAL || errno == EIDRM)
+        return 0;
+    return err_sys(e, key, "shmctl(IPC_RMID)", errno);
 }
 
 /* shmget(key, 0, 0) / semget(key, 0, 0): look up the id at a key without creating
@@ -1024,10 +1141,7 @@ static void write_header(sr_session *s, const sr_open_opts *o)
 }
 
 /* Tries to create a fresh session. Returns 1 created (and joined), 0 something is
- * already at the key (look at it), -1 error (nothing of ours left behind).
- *
- * Change A (a creation signature) goes here: a SETALL with the signature right
- * after step 1, and the initial values in step 4 as now. */
+ * already at the key (look at it), -1 error (nothing of ours left behind). */
 static int create_session(sr_session *s, const sr_open_opts *o, sr_error *e)
 {
     key_t key = o->key;
@@ -1044,6 +1158,18 @@ static int create_session(sr_session *s, const sr_open_opts *o, sr_error *e)
             return err_limit(e, key, "semget",
                              "9 semaphores per set exceeds SEMMSL (sysctl kernel.sem, first field)");
         return err_sys(e, key, "semget", errno);
+    }
+
+    /* Step 1b (version 3): mark the new set as ours at once, with semctl(SETALL) of
+     * the signature, before anything else. If we die before the segment exists, these
+     * values (and sem_otime still 0) are what lets the next writer recognise the lone
+     * set as our leftover; a set without them is never removed (inspect). SETALL
+     * changes no sem_otime, so the set still reads "not initialised". */
+    static const unsigned short signature[SR_NSEMS] = SR_SIGNATURE_INIT;
+    if (set_all(key, semid, signature, e) < 0) {
+        sr_error ignored;
+        (void)remove_set(key, semid, &ignored);
+        return -1;
     }
 
     /* Step 2: the segment, also exclusive. From here on, every failure removes what
@@ -1098,23 +1224,24 @@ static int create_session(sr_session *s, const sr_open_opts *o, sr_error *e)
     /* Step 3: the header, magic last. sem_otime is still 0, so nobody reads it yet. */
     write_header(s, o);
 
-    /* Step 4: every initial value at once. Both mutexes stay CLOSED (0) until step 5
-     * opens them; FREE = every slot; HEAD = TAIL = 0; nobody counted yet. */
+    /* Step 4: every initial value at once, over the signature. Both mutexes stay
+     * CLOSED (0) until step 5 opens them; FREE = every slot; HEAD = TAIL = 0; nobody
+     * counted yet. */
     unsigned short v[SR_NSEMS] = {0};
     v[SR_FREE] = (unsigned short)o->slots;
-    union semun arg;
-    arg.array = v;
-    if (semctl(semid, 0, SETALL, arg) < 0) {
-        err_sys(e, key, "semctl(SETALL)", errno);
+    if (set_all(key, semid, v, e) < 0)
         goto undo;
-    }
 
     /* Step 5: the first semop. It opens both mutexes and counts us as a live writer
      * (SEM_UNDO: if we die, the kernel takes the count back). Being the first
-     * successful semop, it is what makes sem_otime non-zero: the "ready" signal. */
+     * successful semop, it is what makes sem_otime non-zero: the "ready" signal.
+     * It only adds, so it never has to wait: IPC_NOWAIT (sem_apply_now). */
     struct sembuf ops[3] = {op(SR_WRITE_MUTEX, +1, 0), op(SR_READ_MUTEX, +1, 0),
                             op(SR_WRITERS, +1, 1)};
-    if (sem_apply(s, ops, 3, WAIT_BLOCK, e) != 1)
+    if (sem_apply_now(s, ops, 3,
+                      "open the mutexes and count ourselves as a writer: sets sem_otime, the "
+                      "'ready' signal",
+                      e) < 0)
         goto undo;
     s->joined = 1;
     return 1;
@@ -1139,7 +1266,7 @@ typedef struct {
     int shmid, semid; /* -1: absent */
     unsigned char *base;
     size_t len;
-    char why[128];
+    char why[192]; /* FOUND_STALE: why it is stale; FOUND_INITIALISING: what is there */
 } found_t;
 
 /* An object owned by another user is ours to use only if its mode lets everyone read
@@ -1212,14 +1339,118 @@ static int validate_header(key_t key, int shmid, const unsigned char *base, size
     return 0;
 }
 
+/* How many processes sleep in semop on set `semid`: every member's semctl(GETNCNT)
+ * (waiting to take) and semctl(GETZCNT) (waiting for zero). A set someone waits on is
+ * in use, whatever else it looks like: it is never removed. */
+static int waiters(key_t key, int semid, int *n, sr_error *e)
+{
+    *n = 0;
+    for (int m = 0; m < SR_NSEMS; m++) {
+        int c = 0, z = 0;
+        if (set_query(key, semid, m, GETNCNT, "semctl(GETNCNT)", &c, e) < 0 ||
+            set_query(key, semid, m, GETZCNT, "semctl(GETZCNT)", &z, e) < 0)
+            return -1;
+        *n += (c > 0 ? c : 0) + (z > 0 ? z : 0);
+    }
+    return 0;
+}
+
+/* Whether set `semid` holds exactly our creator's signature (semctl(GETALL) against
+ * SR_SIGNATURE), was never operated on (sem_otime == 0: no semop ever succeeded on
+ * it), has our nine members, and nobody sleeps on it. Only such a set can be the
+ * leftover of a creator of ours that died between its semget and its first semop.
+ * *yes = 1 or 0; returns 0 or -1. (Rust: discover::signed_and_unused.) */
+static int signed_and_unused(key_t key, int semid, const struct semid_ds *sds, int *yes,
+                             sr_error *e)
+{
+    static const unsigned short signature[SR_NSEMS] = SR_SIGNATURE_INIT;
+    *yes = 0;
+    if (sds->sem_otime != 0 || sds->sem_nsems != SR_NSEMS)
+        return 0;
+    uint16_t v[SR_NSEMS];
+    if (set_values(key, semid, v, e) < 0)
+        return -1;
+    for (int i = 0; i < SR_NSEMS; i++)
+        if (v[i] != signature[i])
+            return 0;
+    int n;
+    if (waiters(key, semid, &n, e) < 0)
+        return -1;
+    *yes = n == 0;
+    return 0;
+}
+
+static int initialising(found_t *f, const char *what)
+{
+    f->what = FOUND_INITIALISING;
+    snprintf(f->why, sizeof f->why, "%s", what);
+    return 0;
+}
+
+static int stale(found_t *f, int shmid, int semid, const char *why)
+{
+    f->what = FOUND_STALE;
+    f->shmid = shmid;
+    f->semid = semid;
+    snprintf(f->why, sizeof f->why, "%s", why);
+    return 0;
+}
+
+/* A semaphore set with no segment beside it. Version 3: ours only if it carries our
+ * creator's signature, was never operated on, nobody waits on it, and our uid owns
+ * it; then it is a creator at work (younger than the grace: wait) or its leftover
+ * (stale). Anything else is not ours: exit 3, and it is never touched.
+ * (Rust: discover::lone_set.) */
+static int lone_set(key_t key, int semid, const struct semid_ds *sds, found_t *f, sr_error *e)
+{
+    const char *why = NULL;
+    int yes = 0;
+    if (sds->sem_otime != 0) {
+        why = "it has been used, so it is no creator of ours at work";
+    } else if (age_secs(sds->sem_ctime) < SR_INIT_GRACE_SECS) {
+        /* A creator of ours is between semget, the signature SETALL and shmget for
+         * microseconds (SETALL sets sem_ctime, so the age counts from the mark). */
+        return initialising(f, "a set its creator has not opened yet");
+    } else {
+        if (signed_and_unused(key, semid, sds, &yes, e) < 0)
+            return -1;
+        if (!yes)
+            why = "it does not carry our creator's signature";
+        else if (sds->sem_perm.uid != geteuid())
+            why = "another user's";
+    }
+    if (why)
+        return err_conflict(e, key, ipcrm_cmd(-1, semid),
+                            "a semaphore set that is not ours is there (semid %d, owner uid %u, "
+                            "%lu members, mode %o, no segment beside it: %s)",
+                            semid, (unsigned)sds->sem_perm.uid, (unsigned long)sds->sem_nsems,
+                            (unsigned)(sds->sem_perm.mode & 0777), why);
+    return stale(f, -1, semid,
+                 "a semaphore set without its segment, left by a creator that died");
+}
+
+/* Stale objects of ours (our magic and version) that another uid owns: a session
+ * shared with --mode 666; only its owner may remove it (exit 3). */
+static int not_ours_to_remove(sr_error *e, key_t key, int shmid, int semid, uid_t owner)
+{
+    return err_conflict(e, key, ipcrm_cmd(shmid, semid),
+                        "stale objects of ours are there, but uid %u owns them (shmid %d): not "
+                        "ours to remove",
+                        (unsigned)owner, shmid);
+}
+
 /* Looks at what is at the key WITHOUT changing anything, and classifies it
- * (PROTOCOL.md section 4, "Opening"). On FOUND_OURS the segment is attached.
+ * (PROTOCOL.md section 4, "Opening"; Rust: session/discover.rs). On FOUND_OURS the
+ * segment is attached. Version 3: only what proves it is ours is ever called stale
+ * (and so removed): our signature or our header, never operated on or nobody alive,
+ * nobody waiting, our uid, and older than the grace; everything else is either a
+ * creator at work (wait) or foreign (exit 3, nothing touched).
  *
  * The order of the checks is the Rust one: segment looked up before the set (a
  * creator makes them the other way round, so a segment we find always had its set
- * made first); the set's member count and owner; a set without a segment; the
- * segment's owner; attach; an all-zero header (a creator at work, or its corpse);
- * the header; a segment without a set; sem_otime. */
+ * made first); the set's member count and owner; a set without a segment (looked up
+ * again); the segment's owner; attach; an all-zero header (a creator at work, or its
+ * corpse); the header; a segment without a set; sem_otime. */
 static int inspect(key_t key, found_t *f, sr_error *e)
 {
     memset(f, 0, sizeof *f);
@@ -1237,10 +1468,8 @@ static int inspect(key_t key, found_t *f, sr_error *e)
         int r = set_stat(key, semid, &sds, e);
         if (r < 0)
             return -1;
-        if (r > 0) {
-            f->what = FOUND_INITIALISING; /* vanished between our two calls: look again */
-            return 0;
-        }
+        if (r > 0) /* vanished between our two calls: look again */
+            return initialising(f, "a semaphore set that vanished while we looked");
         if (sds.sem_nsems != SR_NSEMS || foreign_owner(sds.sem_perm.uid, sds.sem_perm.mode))
             return err_conflict(e, key, ipcrm_cmd(-1, semid),
                                 "a semaphore set that is not ours is there (semid %d, owner uid "
@@ -1249,26 +1478,24 @@ static int inspect(key_t key, found_t *f, sr_error *e)
                                 (unsigned)(sds.sem_perm.mode & 0777));
     }
     if (shmid < 0) {
-        /* A set without a segment: a creator between its steps 1 and 2, or a crash.
-         * (Rust: a set that was operated on (sem_otime != 0) is stale at once.
-         * Change A narrows this to sets carrying the creation signature.) */
-        f->semid = semid;
-        if (sds.sem_otime == 0 && age_secs(sds.sem_ctime) < SR_INIT_GRACE_SECS) {
-            f->what = FOUND_INITIALISING;
-        } else {
-            f->what = FOUND_STALE;
-            snprintf(f->why, sizeof f->why, "a semaphore set without its segment");
-        }
-        return 0;
+        /* A set without a segment: a creator of ours between its steps 1 and 2, its
+         * leftover if it died there, or something else entirely. Our segment lookup
+         * came first, so a creator may have made its segment (and even opened the
+         * session) between our two lookups: look once more, and only a set that still
+         * has no segment beside it is alone. (Rust: the race fix of version 3.) */
+        int again;
+        if (find_segment(key, &again, e) < 0)
+            return -1;
+        if (again >= 0)
+            return initialising(f, "a creator making its segment");
+        return lone_set(key, semid, &sds, f, e);
     }
     struct shmid_ds mds;
     int r = seg_stat(key, shmid, &mds, e);
     if (r < 0)
         return -1;
-    if (r > 0) {
-        f->what = FOUND_INITIALISING;
-        return 0;
-    }
+    if (r > 0)
+        return initialising(f, "a segment that vanished while we looked");
     if (foreign_owner(mds.shm_perm.uid, mds.shm_perm.mode))
         return err_conflict(e, key, ipcrm_cmd(shmid, semid),
                             "the segment there (shmid %d) belongs to uid %u with mode %o: it is "
@@ -1279,66 +1506,75 @@ static int inspect(key_t key, found_t *f, sr_error *e)
     r = attach(key, shmid, &base, &len, e);
     if (r < 0)
         return -1;
-    if (r > 0) {
-        f->what = FOUND_INITIALISING;
-        return 0;
-    }
-    if (len < 8) {
+    if (r > 0)
+        return initialising(f, "a segment being removed");
+    uint32_t slots, slot_size;
+    if (len < SR_HEADER_SIZE) {
+        /* Smaller than our header: never ours (validate_header says so, naming it). */
+        validate_header(key, shmid, base, len, &slots, &slot_size, e);
         detach_base(base);
-        return err_corrupt(e, key,
-                           "access of 8 bytes at offset 0 is outside the %zu-byte segment", len);
+        return -1;
     }
     sr_session tmp = {.base = base};
+    /* A new segment is all zeros and its creator writes the magic last, so magic 0
+     * means "header not complete yet" (acquire: pairs with the creator's release). */
     uint64_t magic = atomic_load_explicit(a64(&tmp, SR_OFF_MAGIC), memory_order_acquire);
-    f->shmid = shmid;
-    f->semid = semid;
+    uid_t me = geteuid();
     if (magic == 0) {
         detach_base(base);
-        /* Our creator makes the set before the segment, so a blank segment with no
-         * set beside it was never ours (what `ipcmk -M` leaves, for instance). */
-        if (semid < 0)
+        /* Our creator makes the set before the segment and marks the set first, so a
+         * blank segment is a creator of ours at work only if a fresh signed set of
+         * ours is beside it; anything else was never ours (what `ipcmk -M` leaves,
+         * with or without a set of its own). */
+        int yes = 0;
+        if (semid >= 0) {
+            /* A creator of ours writes the header right after it makes the segment. */
+            if (age_secs(mds.shm_ctime) < SR_INIT_GRACE_SECS)
+                return initialising(f, "a new set, not yet marked by its creator");
+            if (signed_and_unused(key, semid, &sds, &yes, e) < 0)
+                return -1;
+        }
+        if (!yes || sds.sem_perm.uid != me || mds.shm_perm.uid != me)
             return err_conflict(e, key, ipcrm_cmd(shmid, -1),
                                 "a segment that is not ours is there (shmid %d, owner uid %u, %zu "
                                 "bytes, no header)",
                                 shmid, (unsigned)mds.shm_perm.uid, (size_t)mds.shm_segsz);
-        if (age_secs(mds.shm_ctime) < SR_INIT_GRACE_SECS) {
-            f->what = FOUND_INITIALISING;
-        } else {
-            f->what = FOUND_STALE;
-            snprintf(f->why, sizeof f->why,
-                     "a segment whose creator died before writing the header");
-        }
-        return 0;
+        return stale(f, shmid, semid, "a segment whose creator died before writing the header");
     }
-    uint32_t slots, slot_size;
     if (validate_header(key, shmid, base, len, &slots, &slot_size, e) < 0) {
         detach_base(base);
         return -1;
     }
+    /* From here the segment proves it is ours (our magic, version and a sound
+     * header); removing it as stale also needs it to be ours to remove (our uid). */
     if (semid < 0) {
         detach_base(base);
         /* Its set is gone: the session is being removed (the set goes first) and the
          * processes still attached are on their way out; or a remover died between
          * its two removals, and then nobody is attached. (nattch is from before our
-         * own attach.) */
-        if (mds.shm_nattch > 0) {
-            f->what = FOUND_INITIALISING;
-        } else {
-            f->what = FOUND_STALE;
-            snprintf(f->why, sizeof f->why,
-                     "a segment without its semaphore set, and nobody attached");
-        }
-        return 0;
+         * own attach.) (Rust's note for this wait reads "a new segment whose creator
+         * has not written its header yet"; copied as it is.) */
+        if (mds.shm_nattch > 0)
+            return initialising(f, "a new segment whose creator has not written its header yet");
+        if (mds.shm_perm.uid != me)
+            return not_ours_to_remove(e, key, shmid, -1, mds.shm_perm.uid);
+        return stale(f, shmid, -1, "a segment without its semaphore set, and nobody attached");
     }
     if (sds.sem_otime == 0) {
         detach_base(base);
-        if (age_secs(sds.sem_ctime) < SR_INIT_GRACE_SECS) {
-            f->what = FOUND_INITIALISING;
-        } else {
-            f->what = FOUND_STALE;
-            snprintf(f->why, sizeof f->why, "the creator died before initialising the set");
-        }
-        return 0;
+        /* Header written, set never opened: a creator between its header and its
+         * first semop, or its corpse. (Rust's note text again, as it is.) */
+        if (age_secs(sds.sem_ctime) < SR_INIT_GRACE_SECS)
+            return initialising(f, "a segment of ours without its semaphore set, still attached "
+                                   "by a process (one on its way out, or stopped)");
+        int n = 0;
+        if (mds.shm_perm.uid != me || sds.sem_perm.uid != me)
+            return not_ours_to_remove(e, key, shmid, semid, mds.shm_perm.uid);
+        if (waiters(key, semid, &n, e) < 0)
+            return -1;
+        if (n > 0)
+            return not_ours_to_remove(e, key, shmid, semid, mds.shm_perm.uid);
+        return stale(f, shmid, semid, "the creator died before initialising the set");
     }
     /* Ours. One more look at the set's member count, now that we are about to use
      * it (it may have been replaced since the first look). */
@@ -1347,18 +1583,21 @@ static int inspect(key_t key, found_t *f, sr_error *e)
         detach_base(base);
         if (r < 0)
             return -1;
-        f->what = FOUND_INITIALISING;
-        return 0;
+        return initialising(f, "a semaphore set that vanished while we looked");
     }
     if (sds.sem_nsems != SR_NSEMS) {
         detach_base(base);
-        return err_conflict(e, key, ipcrm_cmd(-1, semid),
+        char hint[32];
+        snprintf(hint, sizeof hint, "ipcrm -s %d", semid);
+        return err_conflict(e, key, hint,
                             "the semaphore set there (semid %d, owner uid %u) has %lu members, "
                             "ours has %d: it is not ours",
                             semid, (unsigned)sds.sem_perm.uid, (unsigned long)sds.sem_nsems,
                             SR_NSEMS);
     }
     f->what = FOUND_OURS;
+    f->shmid = shmid;
+    f->semid = semid;
     f->base = base;
     f->len = len;
     return 0;
@@ -1370,8 +1609,11 @@ static int inspect(key_t key, found_t *f, sr_error *e)
  * processes can never deadlock. With SEM_UNDO, a process killed while holding them
  * gives them back.
  *
- * Returns 1 held, 0 the objects vanished meanwhile, -1 error. patience_s < 0: wait
- * forever (in 100 ms steps); cancellable: give up on Ctrl-C. */
+ * Returns 1 held, 0 the objects vanished meanwhile, -2 patience ran out (e says
+ * "held for too long", exit 4), -1 other error. patience_s < 0: wait forever (in
+ * 100 ms steps); cancellable: give up on Ctrl-C. */
+enum { LOCK_PATIENCE = -2 };
+
 static int lock_both(sr_session *s, double patience_s, int cancellable, sr_error *e)
 {
     double start = sr_now();
@@ -1387,10 +1629,12 @@ static int lock_both(sr_session *s, double patience_s, int cancellable, sr_error
             return e->code == SR_EXIT_PEER_GONE ? 0 : -1;
         if (cancellable && sr_cancelled())
             return err_interrupted(e, "while joining; nothing of ours was left");
-        if (patience_s >= 0 && sr_now() - start > patience_s)
-            return err_peer_gone(e, s->key,
-                                 "a peer has held the session's mutexes for too long (stopped "
-                                 "with SIGSTOP?)");
+        if (patience_s >= 0 && sr_now() - start > patience_s) {
+            err_peer_gone(e, s->key,
+                          "a peer has held the session's mutexes for too long (stopped with "
+                          "SIGSTOP?)");
+            return LOCK_PATIENCE;
+        }
     }
 }
 
@@ -1404,7 +1648,9 @@ static int unlock_both(sr_session *s, const struct sembuf *extra, size_t n, sr_e
         ops[i] = extra[i];
     ops[n] = op(SR_WRITE_MUTEX, +1, 1);
     ops[n + 1] = op(SR_READ_MUTEX, +1, 1);
-    return sem_apply(s, ops, n + 2, WAIT_BLOCK, e) == 1 ? 0 : -1;
+    /* Giving back what we hold never has to wait: IPC_NOWAIT, a would-wait is
+     * corruption (version 3: no step waits while it holds a mutex). */
+    return sem_apply_now(s, ops, n + 2, "release both mutexes", e);
 }
 
 int sr_locked_snapshot(sr_session *s, sr_snapshot *out, int *got, sr_error *e)
@@ -1414,9 +1660,9 @@ int sr_locked_snapshot(sr_session *s, sr_snapshot *out, int *got, sr_error *e)
     int r = lock_both(s, 1.0, 0, &w);
     if (r == 0)
         return err_peer_gone(e, s->key, "the objects were removed while we waited");
+    if (r == LOCK_PATIENCE)
+        return 0; /* a stopped peer holds a mutex: nothing can be concluded yet */
     if (r < 0) {
-        if (w.code == SR_EXIT_PEER_GONE)
-            return 0; /* a stopped peer holds a mutex: nothing can be concluded yet */
         *e = w;
         return -1;
     }
@@ -1426,6 +1672,52 @@ int sr_locked_snapshot(sr_session *s, sr_snapshot *out, int *got, sr_error *e)
     if (rs < 0)
         return -1;
     *got = 1;
+    return 0;
+}
+
+/* The owners of our two objects (shmctl/semctl IPC_STAT). Vanished: peer gone. */
+static int owners(sr_session *s, uid_t *seg_uid, uid_t *set_uid, sr_error *e)
+{
+    struct shmid_ds mds;
+    struct semid_ds sds;
+    int r = seg_stat(s->key, s->shmid, &mds, e);
+    if (r == 0)
+        r = set_stat(s->key, s->semid, &sds, e);
+    if (r > 0)
+        return err_peer_gone(e, s->key, "the objects were removed while we used them (IPC_STAT)");
+    if (r < 0)
+        return -1;
+    *seg_uid = mds.shm_perm.uid;
+    *set_uid = sds.sem_perm.uid;
+    return 0;
+}
+
+/* Refuses (exit 3) to remove stale or broken objects that another user owns (a
+ * session shared with --mode 666): only the owner may remove System V objects, and
+ * they are that user's to remove. (Rust: check_ours_to_remove.) */
+static int check_ours_to_remove(sr_session *s, sr_error *e)
+{
+    uid_t seg_uid, set_uid, me = geteuid();
+    if (owners(s, &seg_uid, &set_uid, e) < 0)
+        return -1;
+    if (seg_uid == me && set_uid == me)
+        return 0;
+    return err_conflict(e, s->key, ipcrm_cmd(s->shmid, s->semid),
+                        "every process of the session there is gone, but uid %u owns its "
+                        "objects: not ours to remove",
+                        (unsigned)seg_uid);
+}
+
+/* Whether we are the only process attached to the segment (shm_nattch <= 1). */
+static int sole_attach(sr_session *s, int *sole, sr_error *e)
+{
+    struct shmid_ds mds;
+    int r = seg_stat(s->key, s->shmid, &mds, e);
+    if (r > 0)
+        return err_peer_gone(e, s->key, "the segment was removed while we used it");
+    if (r < 0)
+        return -1;
+    *sole = mds.shm_nattch <= 1;
     return 0;
 }
 
@@ -1446,9 +1738,48 @@ static int exclusive_conflict(sr_session *s, int role, sr_error *e)
  * 0 look again (the objects went away, or were stale and we removed them), -1. */
 static int join(sr_session *s, const sr_open_opts *o, sr_error *e)
 {
-    int r = lock_both(s, -1, 1, e);
-    if (r <= 0)
-        return r;
+    int said = 0;
+    for (;;) {
+        int r = lock_both(s, SR_JOIN_PATIENCE_SECS, 1, e);
+        if (r == 1)
+            break;
+        if (r != LOCK_PATIENCE)
+            return r; /* 0: gone, look again; -1: error */
+        /* JOIN_PATIENCE without the mutexes. A live holder gives them back (a stopped
+         * one when it continues), and a dead one's SEM_UNDO gave them back at its
+         * exit, so with nobody alive they can only have been closed from outside:
+         * the session can never be joined. (Rust: Session::join.) */
+        sr_snapshot n;
+        if (sr_snapshot_get(s, &n, e) < 0)
+            return -1;
+        if (n.sems[SR_WRITERS] + n.sems[SR_READERS] == 0) {
+            int sole = 0;
+            if (o->role == SR_ROLE_WRITER && sole_attach(s, &sole, e) < 0)
+                return -1;
+            if (sole) {
+                /* A writer alone with such objects recovers them (if its uid owns
+                 * them), then creates anew. */
+                if (check_ours_to_remove(s, e) < 0)
+                    return -1;
+                sr_note("recovering broken objects at key %s: both mutexes closed and nobody "
+                        "alive to open them; removing %s",
+                        sr_key_str(s->key), ipcrm_cmd(s->shmid, s->semid));
+                if (remove_objects(s, e) < 0)
+                    return -1;
+                return 0;
+            }
+            return err_corrupt(e, s->key,
+                               "the session's mutexes have stayed closed for %d s and no process "
+                               "is alive to open them: the semaphores were changed from outside",
+                               SR_JOIN_PATIENCE_SECS);
+        }
+        if (!said) {
+            sr_note("waiting to join key %s: a peer holds the session's mutexes (stopped with "
+                    "Ctrl-Z?)",
+                    sr_key_str(s->key));
+            said = 1;
+        }
+    }
     sr_snapshot n;
     if (sr_snapshot_get(s, &n, e) < 0)
         goto fail;
@@ -1464,8 +1795,9 @@ static int join(sr_session *s, const sr_open_opts *o, sr_error *e)
     if (o->role == SR_ROLE_WRITER) {
         if (nobody_alive && !persisted) {
             /* 1. Every peer is dead and nothing waits for a reader: stale. Removing
-             *    the set wakes nobody (nobody is there). */
-            if (remove_objects(s, e) < 0)
+             *    the set wakes nobody (nobody is there), but only what our uid owns
+             *    is ours to remove (version 3). */
+            if (check_ours_to_remove(s, e) < 0 || remove_objects(s, e) < 0)
                 goto fail;
             sr_note("recovered stale objects at key %s (every process that used them is gone): "
                     "removed them (%s)",
@@ -1492,8 +1824,8 @@ static int join(sr_session *s, const sr_open_opts *o, sr_error *e)
         if (nobody_alive) {
             /* A byte stream whose reader and writer are both gone: nobody can complete
              * it (it was already partly read), so it is stale. (Rust: the reader
-             * removes it too.) */
-            if (remove_objects(s, e) < 0)
+             * removes it too; our uid only.) */
+            if (check_ours_to_remove(s, e) < 0 || remove_objects(s, e) < 0)
                 goto fail;
             sr_note("recovered stale objects at key %s (every process that used them is gone): "
                     "removed them (%s)",
@@ -1535,7 +1867,8 @@ fail: {
 
 int sr_open(sr_session *s, const sr_open_opts *o, sr_error *e)
 {
-    int said_waiting = 0;
+    int said_waiting = 0, said_busy = 0;
+    double init_since = -1;
     for (;;) {
         if (sr_cancelled())
             return err_interrupted(e, "before joining; nothing was created");
@@ -1578,17 +1911,33 @@ int sr_open(sr_session *s, const sr_open_opts *o, sr_error *e)
             sr_sleep_ms(SR_POLL_MS);
             break;
         case FOUND_INITIALISING:
-            sr_sleep_ms(10); /* a creator needs microseconds; look again soon */
+            /* A creator or a remover needs microseconds; look again soon. A state
+             * that outlasts the grace is worth saying once (a stopped process, or a
+             * leftover only its owner can clear). */
+            if (init_since < 0)
+                init_since = sr_now();
+            if (sr_now() - init_since > SR_INIT_GRACE_SECS && !said_busy) {
+                sr_note("waiting at key %s: %s", sr_key_str(o->key), f.why);
+                said_busy = 1;
+            }
+            sr_sleep_ms(10);
             break;
         case FOUND_STALE:
             if (o->role == SR_ROLE_READER && f.shmid < 0) {
                 /* A reader never removes what it cannot read: wait for a writer to
-                 * recover it. */
+                 * recover it, and say so once. */
+                if (!said_busy) {
+                    sr_note("waiting at key %s: %s; the next writer recovers it",
+                            sr_key_str(o->key), f.why);
+                    said_busy = 1;
+                }
                 sr_sleep_ms(SR_POLL_MS);
                 break;
             }
             sr_note("recovering stale objects at key %s (%s): removing %s", sr_key_str(o->key),
                     f.why, ipcrm_cmd(f.shmid, f.semid));
+            /* The set first (anyone asleep on it would wake with EIDRM; inspect made
+             * sure nobody is), then the segment. */
             if (f.semid >= 0 && remove_set(o->key, f.semid, e) < 0)
                 return -1;
             if (f.shmid >= 0 && remove_segment(o->key, f.shmid, e) < 0)
@@ -1596,6 +1945,64 @@ int sr_open(sr_session *s, const sr_open_opts *o, sr_error *e)
             break;
         }
     }
+}
+
+/* writer --remove (`make clean`): removes the session at the key if it is ours (our
+ * magic and version, our member count, our user) and no live process uses it, or our
+ * stale leftovers; refuses (exit 3), changing nothing, for anything foreign, a live
+ * session, one being created, and a finished stream that waits for its reader unless
+ * `force`. Returns 0 nothing there, 1 removed (`what` says what), -1.
+ * (Rust: session::remove_session.) */
+int sr_remove_session(key_t key, int force, char *what, size_t cap, sr_error *e)
+{
+    found_t f;
+    if (inspect(key, &f, e) < 0)
+        return -1;
+    if (f.what == FOUND_NOTHING)
+        return 0;
+    if (f.what == FOUND_INITIALISING)
+        return err_conflict(e, key, NULL, "a writer is creating a session there right now");
+    if (f.what == FOUND_STALE) {
+        snprintf(what, cap, "%s (%s)", ipcrm_cmd(f.shmid, f.semid), f.why);
+        if (f.semid >= 0 && remove_set(key, f.semid, e) < 0)
+            return -1;
+        if (f.shmid >= 0 && remove_segment(key, f.shmid, e) < 0)
+            return -1;
+        return 1;
+    }
+    sr_session s;
+    memset(&s, 0, sizeof s);
+    s.key = key;
+    s.shmid = f.shmid;
+    s.semid = f.semid;
+    s.base = f.base;
+    s.len = f.len;
+    uint16_t v[SR_NSEMS];
+    int rc = -1;
+    if (sem_values(&s, v, e) < 0)
+        goto out;
+    unsigned live = (unsigned)v[SR_WRITERS] + v[SR_READERS];
+    if (live > 0) {
+        err_conflict(e, key, NULL,
+                     "the session there is in use by %u live process(es); stop them first", live);
+        goto out;
+    }
+    int unread = sr_header_u32(&s, SR_OFF_STATE) == SR_STATE_ENDED &&
+                 sr_header_u32(&s, SR_OFF_READERS_JOINED) == 0;
+    if (unread && !force) {
+        err_conflict(e, key, NULL,
+                     "a finished stream of %" PRIu64 " bytes waits there for its reader; run "
+                     "`reader --key %s` to take it, or remove it anyway with --force",
+                     sr_header_u64(&s, SR_OFF_BYTES_PUBLISHED), sr_key_str(key));
+        goto out;
+    }
+    snprintf(what, cap, "%s", ipcrm_cmd(s.shmid, s.semid));
+    if (remove_set(key, s.semid, e) < 0 || remove_segment(key, s.shmid, e) < 0)
+        goto out;
+    rc = 1;
+out:
+    detach_base(s.base);
+    return rc;
 }
 
 /* PROTOCOL.md section 5, "Leave". */
@@ -1612,7 +2019,7 @@ int sr_leave(sr_session *s, int finished, int *how, sr_error *e)
         return 0;
     }
     if (r < 0)
-        return -1;
+        return -1; /* including "held for too long" */
     sr_snapshot n;
     if (sr_snapshot_get(s, &n, e) < 0)
         goto fail;
@@ -1623,13 +2030,24 @@ int sr_leave(sr_session *s, int finished, int *how, sr_error *e)
     /* A writer that finished a stream no reader has joined yet keeps it (--persist). */
     int persisted = s->role == SR_ROLE_WRITER && finished && n.state == SR_STATE_ENDED &&
                     n.readers_joined == 0;
+    int departure = SR_LEFT;
     if (others == 0 && !persisted) {
-        /* We are the last one and nothing waits for anyone: remove, explicitly.
-         * (Rust: a non-owner's IPC_RMID fails with EPERM, exit 5.) */
-        if (remove_objects(s, e) < 0)
+        /* We are the last one and nothing waits for anyone: remove, explicitly. Only
+         * the owner (or root) may remove System V objects: the last one out of another
+         * user's session (shared with --mode 666) leaves them for their owner, whose
+         * next writer recovers them as stale (Rust: Departure::LeftToOwner, exit 0). */
+        uid_t seg_uid, set_uid, me = geteuid();
+        if (owners(s, &seg_uid, &set_uid, e) < 0)
             goto fail;
-        *how = SR_REMOVED;
-        return 0;
+        uid_t other = seg_uid != me ? seg_uid : set_uid;
+        if (me == 0 || other == me) {
+            if (remove_objects(s, e) < 0)
+                goto fail;
+            *how = SR_REMOVED;
+            return 0;
+        }
+        departure = SR_LEFT_TO_OWNER;
+        s->owner = other;
     }
     /* Un-count ourselves (the SEM_UNDO'd +1 of our join, cancelled by a SEM_UNDO'd
      * -1) and, for a writer whose END/FINAL is out, ENDED likewise. */
@@ -1641,7 +2059,7 @@ int sr_leave(sr_session *s, int finished, int *how, sr_error *e)
     if (unlock_both(s, extra, k, e) < 0)
         goto fail;
     s->joined = 0;
-    *how = SR_LEFT;
+    *how = departure;
     return 0;
 fail:
     if (s->joined) {
@@ -1649,6 +2067,78 @@ fail:
         (void)unlock_both(s, NULL, 0, &ignored);
     }
     return -1;
+}
+
+/* After corruption was found: removes both objects if our uid owns them (nobody can
+ * complete the session, and the objects prove they are ours: our magic, our attach).
+ * The set goes first (every sleeper wakes with EIDRM), then the segment. No mutex
+ * is taken: a corrupt session's counts cannot be trusted to give them. *removed:
+ * whether anything was there to remove. (Rust: Session::remove_broken.) */
+int sr_remove_broken(sr_session *s, int *removed, sr_error *e)
+{
+    *removed = 0;
+    if (check_ours_to_remove(s, e) < 0)
+        return -1;
+    int set = remove_set(s->key, s->semid, e);
+    if (set < 0)
+        return -1;
+    int seg = remove_segment(s->key, s->shmid, e);
+    if (seg < 0)
+        return -1;
+    s->joined = 0;
+    *removed = set || seg;
+    return 0;
+}
+
+/* After the set was removed from outside (semctl(IPC_STAT) on it fails with
+ * EINVAL/EIDRM): removes our segment too (we attached it and checked its header, so
+ * it is ours), so that nothing is left at the key. Nothing if the set is still there.
+ * (Rust: Session::remove_orphaned_segment.) */
+int sr_remove_orphaned_segment(sr_session *s, int *removed, sr_error *e)
+{
+    struct semid_ds sds;
+    sr_error ignored;
+    *removed = 0;
+    if (set_stat(s->key, s->semid, &sds, &ignored) != 1)
+        return 0;
+    s->joined = 0;
+    int r = remove_segment(s->key, s->shmid, e);
+    if (r < 0)
+        return -1;
+    *removed = r;
+    return 0;
+}
+
+void sr_leave_after(sr_session *s, const sr_error *err)
+{
+    key_t key = s->key;
+    sr_error le;
+    if (err->code == SR_EXIT_CORRUPT) {
+        int removed;
+        if (sr_remove_broken(s, &removed, &le) < 0)
+            sr_note("could not remove the corrupt session: %s", le.msg);
+        else if (removed)
+            sr_note("removed the corrupt session's segment and semaphore set at key %s",
+                    sr_key_str(key));
+        return;
+    }
+    int how;
+    if (sr_leave(s, 0, &how, &le) < 0) {
+        sr_note("could not leave cleanly: %s", le.msg);
+        return;
+    }
+    if (how == SR_REMOVED) {
+        sr_note("removed the segment and semaphore set at key %s", sr_key_str(key));
+    } else if (how == SR_ALREADY_GONE) {
+        int removed = 0;
+        if (sr_remove_orphaned_segment(s, &removed, &le) == 0 && removed)
+            sr_note("the semaphore set at key %s was removed from outside; removed its segment "
+                    "too",
+                    sr_key_str(key));
+    } else if (how == SR_LEFT_TO_OWNER) {
+        sr_note("left the objects at key %s to their owner (uid %u), who alone may remove them",
+                sr_key_str(key), (unsigned)s->owner);
+    }
 }
 
 void sr_detach(sr_session *s)
@@ -1664,6 +2154,9 @@ void sr_detach(sr_session *s)
  *   take:    { FREE, -k, SEM_UNDO }, { WRITE_MUTEX, -1, SEM_UNDO }
  *   publish: { FREE, +k, SEM_UNDO }, { FREE, -k, 0 }, { HEAD, +d, 0 },
  *            { FILLED, +k, 0 }, { WRITE_MUTEX, +1, SEM_UNDO }
+ * (the publish with IPC_NOWAIT on every operation: it only adds or gives back, so
+ * in a consistent session it never waits, and one that would is corruption - it
+ * must never sleep holding the mutex; version 3)
  *
  * Why SEM_UNDO on FREE, and why it is cancelled: if we die between the two, the
  * kernel's undo gives the k slots and the mutex back, and since FILLED never moved
@@ -1721,6 +2214,45 @@ static uint32_t frame_unsealed(unsigned char h[SR_FRAME_HEADER], uint32_t len, u
     return sr_crc32c(0, h, 28);
 }
 
+/* Where a batch of k starts: HEAD for a writer holding k slots it took from FREE
+ * (and WRITE_MUTEX), TAIL for a reader holding k frames it took from FILLED (and
+ * READ_MUTEX). (Rust: ring::batch_start.)
+ *
+ * A byte stream reads the one index with semctl(GETVAL): its reader checks every
+ * frame's place in the stream, which catches any outside change of the counts.
+ * A shared (--lines) session cannot: version 3 reads every count at once
+ * (semctl(GETALL)) and checks that they agree with the indices - every slot is free
+ * (FREE), held by the mutex holder (k), or published and not yet freed, and the
+ * last are exactly the slots from TAIL to HEAD. A writer checks slots - FREE - k, a
+ * reader FILLED + k, against that distance; if they disagree someone changed the
+ * counts from outside, and a writer would overwrite frames nobody read, a reader
+ * take slots nobody published: corruption (exit 6). */
+enum { SIDE_WRITER, SIDE_READER };
+
+static int batch_start(sr_session *s, int side, uint32_t k, uint32_t *out, sr_error *e)
+{
+    uint32_t slots = s->slots;
+    if (!s->shared)
+        return sem_getval(s, side == SIDE_WRITER ? SR_HEAD : SR_TAIL, out, e);
+    uint16_t v[SR_NSEMS];
+    if (sem_values(s, v, e) < 0)
+        return -1;
+    uint32_t head = v[SR_HEAD], tail = v[SR_TAIL];
+    uint32_t distance = (head + slots - (tail < slots ? tail : slots)) % slots;
+    int64_t held = side == SIDE_WRITER ? (int64_t)slots - v[SR_FREE] - (int64_t)k
+                                       : (int64_t)v[SR_FILLED] + (int64_t)k;
+    int agree = head < slots && tail < slots && held >= 0 && held <= (int64_t)slots &&
+                (uint32_t)held % slots == distance;
+    if (!agree)
+        return err_corrupt(e, s->key,
+                           "the semaphore counts were changed from outside: HEAD %u, TAIL %u, "
+                           "FREE %u, FILLED %u do not add up for a %s holding %u of %u slots",
+                           head, tail, v[SR_FREE], v[SR_FILLED],
+                           side == SIDE_WRITER ? "writer" : "reader", k, slots);
+    *out = side == SIDE_WRITER ? head : tail;
+    return 0;
+}
+
 void sr_producer_init(sr_producer *p, sr_session *s, uint32_t max_batch)
 {
     memset(p, 0, sizeof *p);
@@ -1730,6 +2262,15 @@ void sr_producer_init(sr_producer *p, sr_session *s, uint32_t max_batch)
     if (max_batch > s->slots)
         max_batch = s->slots;
     p->max_batch = max_batch;
+}
+
+/* DATA frames published and not (yet) consumed, by the header's counters (FILLED
+ * would count the FINAL frame too). */
+static uint64_t unread(const sr_session *s)
+{
+    uint64_t pub = sr_header_u64(s, SR_OFF_FRAMES_PUBLISHED);
+    uint64_t con = sr_header_u64(s, SR_OFF_FRAMES_CONSUMED);
+    return pub > con ? pub - con : 0;
 }
 
 /* While blocked (or finished): fail if every reader that came has gone. A
@@ -1747,8 +2288,8 @@ static int check_readers(sr_producer *p, const sr_snapshot *n, int blocked, sr_e
         if (got && m.sems[SR_READERS] == 0 && sr_lost_readers(&m) > 0)
             return err_peer_gone(e, s->key,
                                  "the reader died or left before the end; %" PRIu64 " frames (%" PRIu64
-                                 " bytes) of ours were published, %u of them never read",
-                                 p->seq, p->bytes, n->sems[SR_FILLED]);
+                                 " bytes) of ours were published, %" PRIu64 " of them never read",
+                                 p->seq, p->bytes, unread(s));
     }
     if (blocked && n->readers_joined == 0 && !p->said_waiting) {
         sr_note("the ring is full; waiting for a reader on key %s (start `reader --key %s`)",
@@ -1765,10 +2306,16 @@ static int check_readers(sr_producer *p, const sr_snapshot *n, int blocked, sr_e
     return 0;
 }
 
+/* After the last frame. Version 3: a reader that took everything (every data frame
+ * freed, only the FINAL frame left: FILLED <= 1 and FREE + FILLED = slots) and then
+ * died before leaving lost nothing, so that is no lost reader. */
 int sr_check_readers_now(sr_producer *p, sr_snapshot *snap, sr_error *e)
 {
     if (sr_snapshot_get(p->s, snap, e) < 0)
         return -1;
+    uint32_t free_now = snap->sems[SR_FREE], filled = snap->sems[SR_FILLED];
+    if (filled <= 1 && free_now + filled == p->s->slots)
+        return 0;
     return check_readers(p, snap, 0, e);
 }
 
@@ -1777,7 +2324,7 @@ static int release_unpublished(sr_producer *p, uint32_t k, sr_error *e)
 {
     put32(p->s, SR_OFF_WRITE_MUTEX_HOLDER, 0);
     struct sembuf ops[2] = {op(SR_FREE, (int)k, 1), op(SR_WRITE_MUTEX, +1, 1)};
-    return sem_apply(p->s, ops, 2, WAIT_BLOCK, e) == 1 ? 0 : -1;
+    return sem_apply_now(p->s, ops, 2, "give back unused slots and the write mutex", e);
 }
 
 /* Takes between 1 and `want` free slots and the write mutex; *head, *k. Sleeps while
@@ -1812,7 +2359,7 @@ static int acquire(sr_producer *p, uint32_t want, uint32_t *head, uint32_t *k_ou
     }
     put32(s, SR_OFF_WRITE_MUTEX_HOLDER, (uint32_t)s->pid);
     uint32_t h = p->head;
-    if (!p->have_head && sem_getval(s, SR_HEAD, &h, e) < 0) {
+    if (!p->have_head && batch_start(s, SIDE_WRITER, k, &h, e) < 0) {
         sr_error ignored;
         (void)release_unpublished(p, k, &ignored);
         return -1;
@@ -1854,7 +2401,9 @@ static int publish(sr_producer *p, uint32_t head, uint32_t taken, uint32_t used,
     ops[n++] = op(SR_WRITE_MUTEX, +1, 1);
     if (ended)
         ops[n++] = op(SR_ENDED, +1, 1); /* undone by the kernel if we die after END */
-    if (sem_apply(s, ops, n, WAIT_BLOCK, e) != 1)
+    /* It only adds and gives back: IPC_NOWAIT, a would-wait is corruption. */
+    if (sem_apply_now(s, ops, n, "publish the frames: HEAD moves, FILLED grows, write mutex released",
+                      e) < 0)
         return -1;
     if (!s->shared) {
         /* The only writer of a byte stream: nobody else moves HEAD. */
@@ -1938,31 +2487,41 @@ int sr_send_from_fd(sr_producer *p, int fd, uint32_t want, uint64_t *sent, sr_er
     uint64_t bytes = 0;
     int failure = 0;
     sr_error fe;
-    while (used < k) {
+    int at_end = 0;
+    while (used < k && !at_end) {
         unsigned char *at = s->base + slot_offset(s, (head + used) % s->slots);
-        /* One read(2) straight into the slot: the kernel copies the file into the
-         * segment, with no buffer of ours in between. */
-        ssize_t r = read(fd, at + SR_FRAME_HEADER, cap);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            int err = errno;
-            sr_fail(&fe, SR_EXIT_OS, NULL, "reading the input: %s (os error %d)", strerror(err),
-                    err);
-            failure = 1;
-            break;
+        /* read(2) straight into the slot: the kernel copies the file into the
+         * segment, with no buffer of ours in between. Again after a short read, until
+         * the slot is full or the file ends (a regular file reads short only at its
+         * end, but that is the file system's promise, not ours to rely on for the
+         * framing). */
+        size_t n = 0;
+        while (n < cap) {
+            ssize_t r = read(fd, at + SR_FRAME_HEADER + n, cap - n);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0) {
+                int err = errno;
+                sr_fail(&fe, SR_EXIT_OS, NULL, "reading the input: %s (os error %d)",
+                        strerror(err), err);
+                failure = 1;
+                break;
+            }
+            if (r == 0) {
+                at_end = 1;
+                break;
+            }
+            n += (size_t)r;
         }
-        if (r == 0)
+        if (n == 0 || failure)
             break;
         unsigned char h[SR_FRAME_HEADER];
-        uint32_t crc = frame_unsealed(h, (uint32_t)r, SR_KIND_DATA, p->seq + used, p->bytes + bytes,
+        uint32_t crc = frame_unsealed(h, (uint32_t)n, SR_KIND_DATA, p->seq + used, p->bytes + bytes,
                                       s->id);
-        put_le32(h + 28, sr_crc32c(crc, at + SR_FRAME_HEADER, (size_t)r));
+        put_le32(h + 28, sr_crc32c(crc, at + SR_FRAME_HEADER, n));
         memcpy(at, h, SR_FRAME_HEADER);
         used++;
-        bytes += (uint64_t)r;
-        if ((size_t)r < cap)
-            break; /* a short read: the file ended (or will say so next time) */
+        bytes += (uint64_t)n;
     }
     /* Publish what was filled and give the rest back, in the one semop. */
     if (publish(p, head, k, used, used, bytes, 0, 0, e) < 0)
@@ -2008,7 +2567,7 @@ int sr_finish(sr_producer *p, int *was_final, sr_error *e)
  * The mirror image of the producer:
  *   take:    { FILLED, -k, SEM_UNDO }, { READ_MUTEX, -1, SEM_UNDO }
  *   release: { FILLED, +k, SEM_UNDO }, { FILLED, -c, 0 }, { TAIL, +d, 0 },
- *            { FREE, +c, 0 }, { READ_MUTEX, +1, SEM_UNDO }
+ *            { FREE, +c, 0 }, { READ_MUTEX, +1, SEM_UNDO }   (all IPC_NOWAIT)
  * where c <= k is how many frames we consumed (all, or those before FINAL, which
  * stays in the ring for every other reader). A reader killed before the release
  * loses nothing: the undo puts its k frames back for the next reader.
@@ -2029,6 +2588,90 @@ void sr_consumer_init(sr_consumer *c, sr_session *s, uint32_t max_batch)
     if (b > s->slots)
         b = s->slots;
     c->max_batch = b;
+    c->last_progress = -1; /* no spin until sr_consumer_set_spin */
+}
+
+/* --- The spin before sleeping (Rust: ring/spin.rs) --------------------------------
+ * Waking a sleeping process costs microseconds (tens across CPUs on a VM): when
+ * frames arrive every few microseconds, a reader that watches the header's counters
+ * for a moment before it sleeps takes the next frame without any wake-up at all.
+ * Watching costs CPU, so the spin is bounded (--spin per wait) and adaptive: it
+ * happens only while the writer was active moments ago (frames arrived within the
+ * window: 20 spins, at least 2 ms), so an idle reader sleeps at once.
+ *
+ * Spinning changes nothing in the protocol: the semaphores stay the only
+ * synchronisation. The spin only WATCHES (the header's published/consumed counts,
+ * its state, writers_ended, and every 200 us the WRITERS count with semctl(GETVAL))
+ * and then takes what it saw with the same IPC_NOWAIT semop as ever. A Ctrl-C, the
+ * end of the stream (state or writers_ended changed: END/FINAL frames are not in the
+ * header's data counts) and a dead writer each end the spin, and the sleeping path,
+ * which handles all three, takes over. */
+#define SPIN_LIVENESS_EVERY 200e-6
+
+typedef struct {
+    double until, next_liveness;
+    uint32_t state, writers_ended, turns;
+} spin_episode;
+
+void sr_consumer_set_spin(sr_consumer *c, uint64_t us)
+{
+    if (us > SR_MAX_SPIN_US)
+        us = SR_MAX_SPIN_US;
+    c->spin = (double)us / 1e6;
+    c->last_progress = -1;
+    /* With one CPU the peer can only run when we give it up, so the spin yields
+     * (sched_getaffinity(2): the CPUs we may run on). */
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    c->one_cpu = sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) <= 1;
+}
+
+static void spin_progress(sr_consumer *c)
+{
+    if (c->spin > 0)
+        c->last_progress = sr_now();
+}
+
+/* A spin for this wait, if spinning is on and the writer was active moments ago. */
+static int spin_start(const sr_consumer *c, spin_episode *ep)
+{
+    double now = sr_now(), window = c->spin * 20 > 0.002 ? c->spin * 20 : 0.002;
+    if (c->spin <= 0 || c->last_progress < 0 || now - c->last_progress >= window)
+        return 0;
+    ep->until = now + c->spin;
+    ep->next_liveness = now + SPIN_LIVENESS_EVERY;
+    ep->state = sr_header_u32(c->s, SR_OFF_STATE);
+    ep->writers_ended = sr_header_u32(c->s, SR_OFF_WRITERS_ENDED);
+    ep->turns = 0;
+    return 1;
+}
+
+/* One turn of the spin (nothing was there to take): 1 look again, 0 go to sleep. */
+static int spin_turn(const sr_consumer *c, spin_episode *ep, sr_error *e)
+{
+    double now = sr_now();
+    if (now >= ep->until || sr_cancelled())
+        return 0;
+    if (sr_header_u32(c->s, SR_OFF_STATE) != ep->state ||
+        sr_header_u32(c->s, SR_OFF_WRITERS_ENDED) != ep->writers_ended)
+        return 0;
+    if (now >= ep->next_liveness) {
+        ep->next_liveness = now + SPIN_LIVENESS_EVERY;
+        uint32_t writers;
+        if (sem_getval(c->s, SR_WRITERS, &writers, e) < 0)
+            return -1;
+        if (writers == 0)
+            return 0;
+    }
+    ep->turns++;
+    if (c->one_cpu || ep->turns % 16 == 0)
+        sched_yield();
+    else {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause(); /* the CPU's spin-wait hint */
+#endif
+    }
+    return 1;
 }
 
 void sr_consumer_free(sr_consumer *c)
@@ -2080,7 +2723,14 @@ static int release(sr_consumer *c, uint32_t tail, uint32_t taken, uint32_t consu
     if (consumed > 0)
         ops[n++] = op(SR_FREE, (int)consumed, 0); /* the slots are the writers' again */
     ops[n++] = op(SR_READ_MUTEX, +1, 1);
-    if (sem_apply(s, ops, n, WAIT_BLOCK, e) != 1)
+    /* It only gives back: IPC_NOWAIT, a would-wait is corruption (Rust's why texts). */
+    const char *why =
+        consumed == 0 ? "put the FINAL frame back for the other readers and release the read mutex"
+        : consumed < taken
+            ? "free the slots before FINAL (TAIL moves, FREE grows), put FINAL back, release the "
+              "mutex"
+            : "free the slots: TAIL moves, FREE grows, read mutex released";
+    if (sem_apply_now(s, ops, n, why, e) < 0)
         return -1;
     if (!s->shared) {
         c->have_tail = 1;
@@ -2094,7 +2744,7 @@ static int tail_of(sr_consumer *c, uint32_t k, uint32_t *tail, sr_error *e)
     sr_session *s = c->s;
     put32(s, SR_OFF_READ_MUTEX_HOLDER, (uint32_t)s->pid);
     uint32_t t = c->tail;
-    if (!c->have_tail && sem_getval(s, SR_TAIL, &t, e) < 0) {
+    if (!c->have_tail && batch_start(s, SIDE_READER, k, &t, e) < 0) {
         sr_error ignored;
         (void)release(c, 0, k, 0, 0, 0, &ignored);
         return -1;
@@ -2145,6 +2795,8 @@ static int check_writers(sr_consumer *c, const sr_snapshot *n, sr_error *e)
 static int acquire_frames(sr_consumer *c, uint32_t *tail, uint32_t *k_out, sr_error *e)
 {
     sr_session *s = c->s;
+    spin_episode ep = {0, 0, 0, 0, 0};
+    int spinning = spin_start(c, &ep);
     for (;;) {
         uint32_t hint = waiting_hint(c);
         if (hint > 0) {
@@ -2155,6 +2807,15 @@ static int acquire_frames(sr_consumer *c, uint32_t *tail, uint32_t *k_out, sr_er
                 *k_out = hint;
                 return tail_of(c, hint, tail, e);
             }
+        }
+        /* While the writer is active: watch the counters a moment before sleeping. */
+        if (spinning) {
+            int t = spin_turn(c, &ep, e);
+            if (t < 0)
+                return -1;
+            if (t > 0)
+                continue;
+            spinning = 0;
         }
         if (sr_cancelled())
             return err_interrupted(e, "while waiting for data");
@@ -2249,8 +2910,7 @@ static int batch_reserve(sr_batch *b, size_t bytes)
  * The header is copied out once; the length is checked against the slot; the
  * payload is copied out; the CRC is checked on OUR copy, so the bytes checked are
  * the bytes delivered whatever anyone does to the slot meanwhile. Returns the kind,
- * or -1. (Change B: store 0 into the slot's kind field here, for DATA and END,
- * before the release semop.) */
+ * or -1. */
 static int take_slot(sr_consumer *c, uint32_t tail, uint32_t j, sr_batch *b, sr_error *e)
 {
     sr_session *s = c->s;
@@ -2264,12 +2924,22 @@ static int take_slot(sr_consumer *c, uint32_t tail, uint32_t j, sr_batch *b, sr_
         return err_corrupt(e, s->key, "slot %u: frame length %u exceeds the slot", index, len);
     if (kind < SR_KIND_DATA || kind > SR_KIND_FINAL)
         return err_corrupt(e, s->key, "slot %u: unknown frame kind %u", index, kind);
+    /* END and FINAL frames carry no payload (PROTOCOL.md section 5): bytes there are
+     * not the stream's. Version 3 refuses them as corrupt rather than deliver or drop
+     * them (Rust: consumer::take_slot). */
+    if (kind != SR_KIND_DATA && len != 0)
+        return err_corrupt(e, s->key,
+                           "slot %u: an END/FINAL frame with %u payload bytes (it carries none)",
+                           index, len);
     uint64_t seq = get_le64(h + 8), offset = get_le64(h + 16);
     uint32_t writer = get_le32(h + 24), stored = get_le32(h + 28);
     if (batch_reserve(b, len) < 0)
         return sr_fail(e, SR_EXIT_OS, NULL, "out of memory for a batch of %u bytes", len);
-    unsigned char *mine = b->data + b->len;
-    memcpy(mine, at + SR_FRAME_HEADER, len);
+    /* (No copy for an empty frame: b->data may still be NULL, and memcpy must not
+     * be given a null pointer even for 0 bytes.) */
+    const unsigned char *mine = len ? b->data + b->len : at + SR_FRAME_HEADER;
+    if (len)
+        memcpy(b->data + b->len, at + SR_FRAME_HEADER, len);
     uint32_t computed = sr_crc32c(sr_crc32c(0, h, 28), mine, len);
     if (computed != stored)
         return err_corrupt(e, s->key,
@@ -2298,7 +2968,6 @@ static int take_slot(sr_consumer *c, uint32_t tail, uint32_t j, sr_batch *b, sr_
         d->end = b->len + len;
         b->len += len;
     }
-    /* An END/FINAL payload (none of our writers sends one) is not delivered. */
     return (int)kind;
 }
 
@@ -2310,6 +2979,7 @@ int sr_recv(sr_consumer *c, sr_batch *b, int *eos, sr_error *e)
     uint32_t tail = 0, k = 0;
     if (acquire_frames(c, &tail, &k, e) < 0)
         return -1;
+    spin_progress(c);
     uint32_t consumed = 0;
     uint64_t bytes = 0;
     int failure = 0;

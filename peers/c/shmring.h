@@ -35,11 +35,14 @@
 #endif
 
 /* ---------------------------------------------------------------------------
- * Layout (PROTOCOL.md section 2). Change D (layout version 3) is SR_VERSION.
+ * Layout (PROTOCOL.md section 2), version 3.
  * ------------------------------------------------------------------------- */
 
 #define SR_MAGIC 0x474E524D48535653ULL /* the bytes "SVSHMRNG", little-endian */
-#define SR_VERSION 2u
+/* Version 3 (Rust: layout::VERSION): the creator marks its new set with
+ * SR_SIGNATURE, releasing semops never wait, shared sessions check their counts,
+ * the default key is per uid. */
+#define SR_VERSION 3u
 #define SR_HEADER_SIZE 4096u
 #define SR_FRAME_HEADER 32u
 #define SR_SLOT_ALIGN 64u
@@ -100,6 +103,23 @@ enum {
     SR_NSEMS
 };
 
+/* What a creator writes into its new set first, right after semget(IPC_EXCL) and
+ * before it makes the segment (Rust: layout::sem::SIGNATURE): "SVSHMRNG" in four
+ * 16-bit halves (big-endian pairs: 'S'<<8|'V' ...), then the layout version, then
+ * zeros. A set without a segment (or beside a blank one) is the leftover of a
+ * creator of ours only if it still holds exactly these values, was never operated
+ * on (sem_otime == 0), nobody sleeps on it, and our uid owns it; any other set is
+ * not ours and is never removed. All values stay below SEMVMX (32767). */
+#define SR_SIGNATURE_INIT                                                                  \
+    {                                                                                      \
+        ('S' << 8) | 'V', ('S' << 8) | 'H', ('M' << 8) | 'R', ('N' << 8) | 'G', SR_VERSION, \
+            0, 0, 0, 0                                                                     \
+    }
+
+/* The default key without --key (Rust: key::default_key_for_uid): 'S' (0x53) in the
+ * top byte, the low 24 bits of the effective uid (folded) below it. */
+#define SR_DEFAULT_KEY_PREFIX 0x53000000u
+
 /* Exit codes, the same as the Rust binaries' (README, "Exit codes"). */
 enum {
     SR_EXIT_OK = 0,
@@ -115,6 +135,7 @@ enum {
 
 #define SR_POLL_MS 100        /* every wait gives up after this, to look around */
 #define SR_INIT_GRACE_SECS 2  /* a set still at sem_otime == 0 this long is stale */
+#define SR_JOIN_PATIENCE_SECS 5 /* joining waits this long for both mutexes, then looks */
 
 /* ---------------------------------------------------------------------------
  * Errors, notes, signals
@@ -149,8 +170,9 @@ int sr_cancelled(void);
 
 /* "0x1234abcd", decimal 1..4294967295, or "path:FILE" (ftok(FILE, 'S')). */
 int sr_parse_key(const char *text, key_t *out, sr_error *e);
-/* The key used without --key. Change C replaces this one function. */
-int sr_default_key(key_t *out, sr_error *e);
+/* The key used without --key: SR_DEFAULT_KEY_PREFIX | ((uid ^ (uid >> 24)) & 0xffffff)
+ * of the effective uid (0x530003e8 for uid 1000). Cannot fail. */
+key_t sr_default_key(void);
 /* "4096", "64K", "1M" (powers of 1024; G too, if it fits in 32 bits). */
 int sr_parse_size(const char *text, uint32_t *out, sr_error *e);
 int sr_parse_count(const char *text, uint32_t *out, sr_error *e);
@@ -185,6 +207,7 @@ typedef struct {
     uint32_t id;         /* writer id, or the reader's join number */
     int shared, created, joined, ended;
     pid_t pid;
+    uid_t owner;         /* SR_LEFT_TO_OWNER: who owns the objects we left */
 } sr_session;
 
 typedef struct {
@@ -203,13 +226,27 @@ typedef struct {
         writers_ended;
 } sr_snapshot;
 
-enum { SR_LEFT = 1, SR_REMOVED = 2, SR_ALREADY_GONE = 3 };
+/* How sr_leave ended (Rust: Departure): others remain, or a finished stream waits for
+ * its reader (LEFT); we were the last and removed both objects (REMOVED); they were
+ * already gone (ALREADY_GONE); we were the last, but another user owns them and only
+ * the owner may remove them (LEFT_TO_OWNER, s->owner). */
+enum { SR_LEFT = 1, SR_REMOVED = 2, SR_ALREADY_GONE = 3, SR_LEFT_TO_OWNER = 4 };
 
 /* Finds, creates (writers only) or waits for the session at o->key and joins it. */
 int sr_open(sr_session *s, const sr_open_opts *o, sr_error *e);
+/* writer --remove: our unused objects at key (our stale leftovers too); a finished
+ * stream waiting for its reader only with force. 0 nothing there, 1 removed (what). */
+int sr_remove_session(key_t key, int force, char *what, size_t cap, sr_error *e);
 /* Leaves: un-counts us and, as the last one, removes both objects (except a writer
  * leaving a finished stream that no reader has seen yet). *how = SR_LEFT/... */
 int sr_leave(sr_session *s, int finished, int *how, sr_error *e);
+/* Leaving after a failure `err` (the process then reports err): a corrupt session is
+ * removed (sr_remove_broken); otherwise sr_leave(unfinished), and if the set was
+ * removed from outside, the orphaned segment too. Notes say what was done; a
+ * failure to leave is only a note. (Rust: stream::leave_after.) */
+void sr_leave_after(sr_session *s, const sr_error *err);
+int sr_remove_broken(sr_session *s, int *removed, sr_error *e);
+int sr_remove_orphaned_segment(sr_session *s, int *removed, sr_error *e);
 /* shmdt; the objects stay. */
 void sr_detach(sr_session *s);
 int sr_snapshot_get(const sr_session *s, sr_snapshot *out, sr_error *e);
@@ -245,12 +282,14 @@ size_t sr_capacity(const sr_session *s); /* payload bytes per frame: slot_size -
 int sr_send(sr_producer *p, const sr_span *frames, size_t n, sr_error *e);
 /* Splits data into capacity-sized frames. */
 int sr_send_bytes(sr_producer *p, const unsigned char *data, size_t n, sr_error *e);
-/* Fills up to `want` slots straight from fd (one read(2) each); *sent = bytes, 0 at EOF.
- * Only for regular files: the write mutex is held across the reads. */
+/* Fills up to `want` slots straight from fd (read(2) into each until it is full or
+ * the file ends); *sent = bytes, 0 at EOF. Only for regular files: the write mutex
+ * is held across the reads. */
 int sr_send_from_fd(sr_producer *p, int fd, uint32_t want, uint64_t *sent, sr_error *e);
 /* END, or FINAL if we are the last writer still sending (*was_final). */
 int sr_finish(sr_producer *p, int *was_final, sr_error *e);
-/* Fails (exit 4) if every reader that came is gone without finishing. */
+/* Fails (exit 4) if every reader that came is gone without finishing, unless they
+ * took everything (only the FINAL frame left in the ring). */
 int sr_check_readers_now(sr_producer *p, sr_snapshot *snap, sr_error *e);
 
 typedef struct {
@@ -281,9 +320,19 @@ typedef struct {
     uint64_t frames, bytes;
     uint32_t ended_writers;
     int said_stopped;
+    double spin;          /* the longest spin of one wait, seconds (0: never spin) */
+    double last_progress; /* when frames last arrived (monotonic; < 0: never) */
+    int one_cpu;          /* we may run on one CPU only: spinning yields */
 } sr_consumer;
 
+/* The reader's spin (Rust: ring/spin.rs): at most this many microseconds. */
+#define SR_MAX_SPIN_US 1000000u
+#define SR_DEFAULT_SPIN_US 50u
+
 void sr_consumer_init(sr_consumer *c, sr_session *s, uint32_t max_batch);
+/* Spin up to `us` microseconds (clamped to SR_MAX_SPIN_US) watching the header's
+ * counters before sleeping in semop, but only while the writer was active; 0: never. */
+void sr_consumer_set_spin(sr_consumer *c, uint64_t us);
 void sr_consumer_free(sr_consumer *c);
 void sr_batch_free(sr_batch *b);
 /* Takes up to a batch of frames, validates each, frees their slots. *eos = 1 at
@@ -298,5 +347,21 @@ int sr_process_alive(pid_t pid);
 int sr_process_stopped(pid_t pid);
 void sr_sleep_ms(int ms);
 double sr_now(void); /* monotonic seconds */
+/* --delay: sleeps `ms` in steps of at most 100 ms, giving up (exit 130) on Ctrl-C. */
+int sr_pause_ms(uint64_t ms, sr_error *e);
+/* A decimal 0..=max (an optional '+', as Rust's u64 parser): --delay, --spin. */
+int sr_parse_upto(const char *text, uint64_t max, uint64_t *out);
+/* Whether standard descriptor fd was closed when the program started: it is not
+ * open at all, or it is the /dev/null that Rust's runtime opens read-write in its
+ * place (the Rust binaries refuse exactly these). */
+int sr_fd_was_closed(int fd);
+/* Refuses (exit 1) a standard descriptor that was closed at start: "WHAT is closed
+ * (nothing was read or sent): Bad file descriptor (os error 9)". */
+int sr_require_open(int fd, const char *what, sr_error *e);
+/* The one-line summary (Rust: stream::Summary): "N bytes, M message(s) in S s
+ * (R MB/s)" and what became of the objects (`how`, SR_LEFT..., with waits_for_reader
+ * for a writer whose finished stream waits in the kernel). */
+void sr_summary(uint64_t bytes, uint64_t frames, double secs, int how, int waits_for_reader,
+                uid_t owner);
 
 #endif

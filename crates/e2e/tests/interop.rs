@@ -843,7 +843,7 @@ fn second_writer_or_reader_of_a_byte_stream_gets_exit_3_across_languages() {
         let ctx = format!("{first:?} session, {other:?} intruders, key {}", key.arg());
         let data = pseudo_random(100_000, 3);
         let mut w = Proc::spawn(writer(first, &key), Stdio::piped());
-        let stdin = w.child.stdin.take().expect("stdin");
+        let stdin = w.hold_stdin().expect("stdin");
         let (go, feeder) = staged_feeder(stdin, data[..50_000].to_vec(), data[50_000..].to_vec());
         wait_until(TIMEOUT, "the session", || {
             key.sems().is_some_and(|v| v[WRITERS] == 1)
@@ -951,7 +951,7 @@ fn c_peer_signals_give_130_and_a_clean_departure() {
         let out = Scratch::new("sig");
         let r = Proc::spawn_to_file(reader(rl, &key), Stdio::null(), out.file());
         let mut w = Proc::spawn(writer(wl, &key), Stdio::piped());
-        let stdin = w.child.stdin.take().expect("stdin");
+        let stdin = w.hold_stdin().expect("stdin");
         // The first part flows, then the writer waits for more input.
         let (go, feeder) = staged_feeder(stdin, b"first part\n".to_vec(), b"rest\n".to_vec());
         wait_until(TIMEOUT, "the first part to arrive", || out.len() >= 11);
