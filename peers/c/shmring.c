@@ -1631,8 +1631,8 @@ static int lock_both(sr_session *s, double patience_s, int cancellable, sr_error
             return err_interrupted(e, "while joining; nothing of ours was left");
         if (patience_s >= 0 && sr_now() - start > patience_s) {
             err_peer_gone(e, s->key,
-                          "a peer has held the session's mutexes for too long (stopped with "
-                          "SIGSTOP?)");
+                          "a peer has held the session's mutexes for too long (a process "
+                          "stopped with Ctrl-Z or SIGSTOP?)");
             return LOCK_PATIENCE;
         }
     }
@@ -1728,10 +1728,22 @@ static int exclusive_conflict(sr_session *s, int role, sr_error *e)
     if (live_peer_pids(s, role == SR_ROLE_WRITER ? SR_ROLE_WRITER : SR_ROLE_READER, pids,
                        sizeof pids) > 0)
         snprintf(who, sizeof who, " (pid %s)", pids);
+    /* The refusal is worded for who asks and why (the Rust library's words). */
+    if (role == SR_ROLE_WRITER && s->shared)
+        return err_conflict(e, s->key, NULL,
+                            "a --lines session is there%s: join it with --lines (each line one "
+                            "message), or pick another key",
+                            who);
+    if (role == SR_ROLE_WRITER)
+        return err_conflict(e, s->key, NULL,
+                            "a writer%s is already sending a byte stream there, and a byte stream "
+                            "has one writer; writers share a key only when all of them, the first "
+                            "included, use --lines",
+                            who);
     return err_conflict(e, s->key, NULL,
-                        "a %s%s already uses this byte-stream session, which allows one writer "
-                        "and one reader; start every writer with --lines to share a session",
-                        role == SR_ROLE_WRITER ? "writer" : "reader", who);
+                        "a reader%s already takes the byte stream there, and a byte stream goes "
+                        "to one reader (a second would get every other piece); pick another key",
+                        who);
 }
 
 /* Joins an initialised session (both mutexes are taken here). Returns 1 joined,
@@ -2299,7 +2311,8 @@ static int check_readers(sr_producer *p, const sr_snapshot *n, int blocked, sr_e
     if (!p->said_stopped) {
         char list[256];
         if (stopped_peers(s, SR_ROLE_READER, list, sizeof list) > 0) {
-            sr_note("reader pid %s is stopped (SIGSTOP?); waiting for it to continue", list);
+            sr_note("reader pid %s is stopped (Ctrl-Z or SIGSTOP); waiting until it "
+                    "continues (`fg`, or `kill -CONT PID`)", list);
             p->said_stopped = 1;
         }
     }
@@ -2772,15 +2785,16 @@ static int check_writers(sr_consumer *c, const sr_snapshot *n, sr_error *e)
             return -1;
         if (got && m.sems[SR_WRITERS] == 0 && m.sems[SR_FILLED] == 0)
             return err_peer_gone(e, s->key,
-                                 "the writer died or stopped before the end of the stream (%u "
-                                 "writer(s) lost); delivered %" PRIu64 " frames, %" PRIu64
+                                 "the writer left before the end of its stream (interrupted, "
+                                 "killed or crashed) (%u writer(s) lost); delivered %" PRIu64 " frames, %" PRIu64
                                  " bytes, every one complete and in order",
                                  sr_lost_writers(&m), c->frames, c->bytes);
     }
     if (!c->said_stopped) {
         char list[256];
         if (stopped_peers(s, SR_ROLE_WRITER, list, sizeof list) > 0) {
-            sr_note("writer pid %s is stopped (SIGSTOP?); waiting for it to continue", list);
+            sr_note("writer pid %s is stopped (Ctrl-Z or SIGSTOP); waiting until it "
+                    "continues (`fg`, or `kill -CONT PID`)", list);
             c->said_stopped = 1;
         }
     }

@@ -858,7 +858,7 @@ fn second_writer_or_reader_of_a_byte_stream_gets_exit_3_across_languages() {
                 "{ctx}: second writer {extra:?}: {}",
                 f.stderr
             );
-            assert!(f.stderr.contains("byte-stream"), "{ctx}: {}", f.stderr);
+            assert!(f.stderr.contains("byte stream"), "{ctx}: {}", f.stderr);
         }
         let out = Scratch::new("conflict");
         let r = Proc::spawn_to_file(reader(first, &key), Stdio::null(), out.file());
