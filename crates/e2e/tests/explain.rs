@@ -1174,3 +1174,41 @@ fn compact_narration_fits_80_columns() {
         rf.stderr
     );
 }
+
+/// Slow motion (`--delay`) moves one frame per `semop` on both sides, whatever the
+/// input: a regular file too (its batches were sized by `--batch` before), as the
+/// narrated takes show: every `FREE` and `FILLED` take is `-1`.
+#[test]
+fn slow_motion_takes_one_slot_per_semop_from_a_file_too() {
+    let k = TestKey::new();
+    let data = pseudo_random(5 * 4064, 21);
+    let file = TempFile::new(&data);
+    let mut r = k.reader();
+    r.args(["--explain", "--delay", "1", "-q"]);
+    let reader = Proc::spawn(r, Stdio::null());
+    let mut w = k.writer();
+    w.args(["--explain", "--delay", "1", "-q", "--slot-size", "4K"])
+        .arg(&file.path);
+    let wf = Proc::spawn(w, Stdio::null()).wait(LONG);
+    let rf = reader.wait(LONG);
+    assert_ok(&wf, "writer");
+    assert_ok(&rf, "reader");
+    assert!(rf.stdout == data, "reader stdout is not the input");
+    k.assert_clean();
+    for (who, f, member) in [("writer", &wf, "FREE"), ("reader", &rf, "FILLED")] {
+        // A take: the member going down together with a mutex being taken.
+        let take = format!("/* {member} */, -");
+        let takes: Vec<&str> = f
+            .stderr
+            .lines()
+            .filter(|l| l.contains(&take) && l.contains("_MUTEX */, -1"))
+            .collect();
+        assert!(!takes.is_empty(), "{who}: no narrated take:\n{}", f.stderr);
+        for t in &takes {
+            assert!(
+                t.contains(&format!("/* {member} */, -1,")),
+                "{who}: more than one slot in one semop: {t}"
+            );
+        }
+    }
+}

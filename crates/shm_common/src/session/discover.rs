@@ -60,6 +60,19 @@ fn age(epoch_secs: i64) -> Duration {
     Duration::from_secs(now.saturating_sub(epoch_secs).max(0) as u64)
 }
 
+/// Whether `e` says the object was removed between our lookup and this call:
+/// `EIDRM` (already mapped to [`Error::PeerGone`]) or `EINVAL`, what Linux returns
+/// once the id no longer exists at all.
+fn vanished(e: &Error) -> bool {
+    match e {
+        Error::PeerGone { .. } => true,
+        Error::Sys { source, .. } => {
+            matches!(source.raw_os_error(), Some(libc::EINVAL | libc::EIDRM))
+        }
+        _ => false,
+    }
+}
+
 /// Looks at what is at `key` without changing anything.
 pub(super) fn discover(key: IpcKey) -> Result<Found> {
     let (shmid, semid) = lookup(key)?;
@@ -88,7 +101,9 @@ pub(super) fn discover_from(key: IpcKey, shmid: Option<i32>, semid: Option<i32>)
     let set_stat = match semid {
         Some(id) => match semaphore::stat(key, id) {
             Ok(st) => Some((id, st)),
-            Err(Error::PeerGone { .. }) => {
+            // Removed between our lookup and this IPC_STAT: EIDRM, or EINVAL once
+            // the id is gone altogether. Look again.
+            Err(e) if vanished(&e) => {
                 return Ok(Found::Initialising(
                     "a semaphore set that vanished while we looked",
                 ))
@@ -127,7 +142,7 @@ pub(super) fn discover_from(key: IpcKey, shmid: Option<i32>, semid: Option<i32>)
     };
     let seg_stat = match segment::stat(key, shmid) {
         Ok(st) => st,
-        Err(Error::PeerGone { .. }) => {
+        Err(e) if vanished(&e) => {
             return Ok(Found::Initialising(
                 "a segment that vanished while we looked",
             ))
@@ -146,11 +161,7 @@ pub(super) fn discover_from(key: IpcKey, shmid: Option<i32>, semid: Option<i32>)
     }
     let seg = match Segment::attach(key, shmid) {
         Ok(s) => s,
-        Err(Error::Sys { source, .. })
-            if matches!(source.raw_os_error(), Some(libc::EINVAL | libc::EIDRM)) =>
-        {
-            return Ok(Found::Initialising("a segment being removed"))
-        }
+        Err(e) if vanished(&e) => return Ok(Found::Initialising("a segment being removed")),
         Err(e) => return Err(e),
     };
     // Smaller than our header: never ours (header::check says so, naming it).
@@ -184,7 +195,7 @@ pub(super) fn discover_from(key: IpcKey, shmid: Option<i32>, semid: Option<i32>)
         // A creator of ours writes the header right after it makes the segment.
         if age(seg_stat.change_time) < INIT_GRACE {
             return Ok(Found::Initialising(
-                "a new set, not yet marked by its creator",
+                "a new segment whose creator has not written its header yet",
             ));
         }
         if !signed_and_unused(key, id, &st)? || st.uid != euid() || seg_stat.uid != euid() {
@@ -215,7 +226,7 @@ pub(super) fn discover_from(key: IpcKey, shmid: Option<i32>, semid: Option<i32>)
         // between the two removals, and then nobody is attached.
         if seg_stat.attached > 0 {
             return Ok(Found::Initialising(
-                "a new segment whose creator has not written its header yet",
+                "a segment of ours without its semaphore set, still attached by a process (one on its way out, or stopped)",
             ));
         }
         if seg_stat.uid != euid() {
@@ -229,7 +240,9 @@ pub(super) fn discover_from(key: IpcKey, shmid: Option<i32>, semid: Option<i32>)
     };
     if st.otime == 0 {
         if age(st.ctime) < INIT_GRACE {
-            return Ok(Found::Initialising("a segment of ours without its semaphore set, still attached by a process (one on its way out, or stopped)"));
+            return Ok(Found::Initialising(
+                "a new session whose creator has not opened its semaphore set yet",
+            ));
         }
         if seg_stat.uid != euid() || st.uid != euid() || waiters(key, semid)? > 0 {
             return Err(not_ours_to_remove(Some(semid)));

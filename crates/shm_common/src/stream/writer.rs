@@ -100,7 +100,7 @@ fn pump_input(
     };
     let mut producer = Producer::new(session, max_batch, notes);
     if !cfg.lines && is_regular_file(input) {
-        send_file(&mut producer, input, cfg, progress)?;
+        send_file(&mut producer, input, cfg, max_batch, progress)?;
         return finish_stream(session, cfg, producer, note);
     }
     let cap = producer.capacity();
@@ -227,6 +227,7 @@ fn send_file(
     producer: &mut Producer<'_>,
     input: &dyn Input,
     cfg: &WriterConfig,
+    max_batch: u32,
     progress: &dyn Fn(u64),
 ) -> Result<()> {
     let cap = producer.capacity();
@@ -236,7 +237,7 @@ fn send_file(
     // needs; a file that changes size meanwhile is read as far as it goes, like cat
     // does: a truncated one ends as a shorter stream).
     let most = (crate::ring::MAX_BATCH_BYTES / slot)
-        .clamp(1, cfg.max_batch as usize)
+        .clamp(1, max_batch as usize)
         .min(producer.ring_slots() as usize) as u64;
     loop {
         if crate::cancel::requested() {
