@@ -308,15 +308,16 @@ static int64_t bytes_left(int fd)
  * rest needs, so no 128-slot take for 12 bytes and no empty take at the end; a file
  * that changes size meanwhile is read as far as it goes, like cat does). Only a
  * regular file: the write mutex is held across the reads, which never block for long.
- * (Rust: with --delay, the batch here stays the --batch one, not 1; copied.) */
+ * In slow motion (--delay) the batch is 1, as everywhere else. */
 static int send_file(sr_producer *p, const config *c, int fd, sr_error *e)
 {
     uint64_t cap = sr_capacity(p->s);
     uint64_t most = SR_MAX_BATCH_BYTES / p->s->slot_size;
     if (most < 1)
         most = 1;
-    if (most > c->batch)
-        most = c->batch;
+    uint64_t batch = c->delay_ms ? 1 : c->batch;
+    if (most > batch)
+        most = batch;
     if (most > p->s->slots)
         most = p->s->slots;
     for (;;) {
