@@ -21,6 +21,7 @@ pub mod hostile;
 pub mod ipc;
 pub mod keys;
 pub mod process;
+pub mod redact;
 pub mod scenario;
 pub mod skip;
 pub mod tmux;
