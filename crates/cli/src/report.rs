@@ -49,8 +49,9 @@ pub fn hint(e: &Error) -> Option<String> {
              and nothing is left at {key}"
         )),
         Error::Corrupt { key, .. } => Some(format!(
-            "something other than our pair wrote to the segment; `make clean KEY={key}` \
-             removes our objects at that key"
+            "something other than our pair wrote to the segment; once nobody uses it, \
+             `writer --remove --force --key {key}` (or `make clean KEY={key} FORCE=1`) \
+             removes it"
         )),
         Error::PeerGone { key, .. } => Some(format!(
             "everything delivered before the failure is intact; `ipcs` should show \

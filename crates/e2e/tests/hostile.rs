@@ -1504,3 +1504,55 @@ fn d10_reader_to_dev_full() {
     assert_code_in(wf, &[4], "writer whose reader could not write");
     k.assert_clean();
 }
+
+// d11: a session of ours whose header was damaged (slot_size 100: our magic and
+// version, a geometry no writer makes): the reader exits 6 and says how to remove
+// it; `writer --remove` without --force refuses (exit 6, nothing removed); with
+// --force it removes both objects, which nobody uses.
+// FAILED before: --remove exited 6 whatever the flags; only ipcrm removed it.
+#[test]
+fn d11_a_damaged_session_of_ours_is_removed_by_remove_force() {
+    let k = TestKey::new();
+    persist(&k, b"damaged\n", 4, 4096);
+    {
+        let seg = Segment::attach(k.key, shmid(&k)).expect("attach");
+        seg.write_bytes(off::SLOT_SIZE, &100u32.to_le_bytes())
+            .expect("scribble the slot size");
+    }
+    let r = run(k.reader(), DETECT);
+    assert_code_in(&r, &[6], "reader of a damaged session");
+    assert!(
+        r.stderr.contains("--remove --force"),
+        "the hint names the removal: {}",
+        r.stderr
+    );
+    let mut plain = k.writer();
+    plain.arg("--remove");
+    let f = run(plain, DETECT);
+    assert_code_in(&f, &[6], "writer --remove");
+    assert_eq!(k.in_ipcs(), (true, true), "refused: nothing removed");
+    let mut forced = k.writer();
+    forced.args(["--remove", "--force"]);
+    let f = run(forced, DETECT);
+    assert_code_in(&f, &[0], "writer --remove --force");
+    assert!(f.stderr.contains("damaged"), "{}", f.stderr);
+    k.assert_clean();
+}
+
+// d12: a regular file whose size says 0 but that has content (/proc, /sys) is sent
+// whole, as `cat` sends it. FAILED before: an empty stream, exit 0.
+#[test]
+fn d12_a_proc_file_is_sent_whole() {
+    let k = TestKey::new();
+    let mut w = k.writer();
+    w.args(["--persist", "/proc/self/mountinfo"]);
+    assert_ok(&run(w, DETECT), "writer /proc/self/mountinfo");
+    let r = run(k.reader(), DETECT);
+    assert_ok(&r, "reader");
+    assert!(
+        r.stdout.len() > 100 && r.stdout.ends_with(b"\n"),
+        "the file's lines, not an empty stream: {} bytes",
+        r.stdout.len()
+    );
+    k.assert_clean();
+}

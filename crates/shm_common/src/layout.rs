@@ -259,12 +259,16 @@ impl Geometry {
                 ),
             ));
         }
+        // Room for the frame header and at least one cache line of payload; as a
+        // multiple of SLOT_ALIGN that makes the smallest slot 128 bytes, which is the
+        // bound the message names (96 is no multiple of 64).
         let min = crate::frame::FRAME_HEADER_SIZE as u32 + SLOT_ALIGN;
         if slot_size < min || slot_size > MAX_SLOT_SIZE || slot_size % SLOT_ALIGN != 0 {
+            let smallest = min.next_multiple_of(SLOT_ALIGN);
             return Err(bad(
                 "--slot-size",
                 format!(
-                "{slot_size} must be a multiple of {SLOT_ALIGN} between {min} and {MAX_SLOT_SIZE} \
+                "{slot_size} must be a multiple of {SLOT_ALIGN} between {smallest} and {MAX_SLOT_SIZE} \
                  (each slot holds a {}-byte frame header and its payload)",
                 crate::frame::FRAME_HEADER_SIZE
             ),
@@ -315,6 +319,14 @@ mod tests {
         assert_eq!(default_slots(1 << 20), 16);
         assert!(Geometry::new(4, 100).is_err());
         assert!(Geometry::new(4, 64).is_err(), "no room for payload");
+        assert!(Geometry::new(4, 96).is_err(), "96 is no multiple of 64");
+        let msg = Geometry::new(4, 96).err().map(|e| e.to_string());
+        assert!(
+            msg.as_deref()
+                .is_some_and(|m| m.contains("multiple of 64 between 128 and 1073741824")),
+            "the message names the smallest valid slot: {msg:?}"
+        );
+        assert!(Geometry::new(4, 128).is_ok(), "128 is the smallest slot");
         assert!(Geometry::new(4, MAX_SLOT_SIZE + 64).is_err());
         let g = Geometry::new(4, 128).ok();
         assert_eq!(g.map(|g| g.segment_size()), Some(4096 + 512));

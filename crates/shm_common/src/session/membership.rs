@@ -431,7 +431,13 @@ pub enum Cleanup {
 /// Refuses, changing nothing, for a foreign object or a live session, and for a
 /// finished stream that waits for its reader unless `force`.
 pub fn remove_session(key: IpcKey, force: bool) -> Result<Cleanup> {
-    match discover::discover(key)? {
+    let found = match discover::discover(key) {
+        // Our magic and version, a damaged header: nobody can use it, and with
+        // --force it is removed if nobody is attached and it is ours to remove.
+        Err(Error::Corrupt { detail, .. }) if force => return remove_corrupt(key, &detail),
+        other => other?,
+    };
+    match found {
         Found::Nothing => Ok(Cleanup::Nothing),
         Found::Initialising(_) => Err(Error::Conflict {
             key,
@@ -483,4 +489,55 @@ pub fn remove_session(key: IpcKey, force: bool) -> Result<Cleanup> {
             Ok(Cleanup::Removed(what))
         }
     }
+}
+
+/// `remove_session(force)` of a session whose header carries our magic and version
+/// but is damaged: removed only if our uid owns both objects, nothing is attached to
+/// the segment, the set (if any) has our member count, and no process is counted
+/// live in it.
+fn remove_corrupt(key: IpcKey, why: &str) -> Result<Cleanup> {
+    let me = nix::unistd::geteuid().as_raw();
+    let refuse = |detail: String, shmid: Option<i32>, semid: Option<i32>| Error::Conflict {
+        key,
+        detail,
+        remove_hint: discover::ipcrm_hint(shmid, semid),
+    };
+    let shmid = segment::find(key)?;
+    let semid = semaphore::find(key)?;
+    if let Some(id) = shmid {
+        let st = segment::stat(key, id)?;
+        if st.attached > 0 || (st.uid != me && me != 0) {
+            return Err(refuse(
+                format!(
+                    "the damaged segment there (shmid {id}, uid {}) is attached by {} process(es) or not ours to remove",
+                    st.uid, st.attached
+                ),
+                shmid,
+                semid,
+            ));
+        }
+    }
+    if let Some(id) = semid {
+        let st = semaphore::stat(key, id)?;
+        let set = semaphore::SemaphoreSet::open(key, id, sem::NAMES)?;
+        let v = set.values()?;
+        let live = v[usize::from(sem::WRITERS)] + v[usize::from(sem::READERS)];
+        if st.nsems != sem::COUNT as u64 || (st.uid != me && me != 0) || live > 0 {
+            return Err(refuse(
+                format!(
+                    "the semaphore set beside the damaged segment (semid {id}) is not ours to remove or is in use"
+                ),
+                shmid,
+                semid,
+            ));
+        }
+        semaphore::remove_id(key, id)?;
+    }
+    if let Some(id) = shmid {
+        segment::remove_id(key, id)?;
+    }
+    Ok(Cleanup::Removed(format!(
+        "{} (a damaged session: {why})",
+        discover::ipcrm_hint(shmid, semid).unwrap_or_default()
+    )))
 }

@@ -69,10 +69,15 @@ pub(super) fn is_regular_file(input: &dyn Input) -> bool {
     nix::sys::stat::fstat(input.as_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
 }
 
-/// Bytes between the file's current position and its end, if it can tell.
+/// Bytes between the file's current position and its end, if it can tell. A size
+/// of 0 tells nothing: files in /proc and /sys say 0 and have content, so they are
+/// read until read(2) says the end (an empty file ends at once that way too).
 pub(super) fn bytes_left(input: &dyn Input) -> Option<u64> {
     use nix::unistd::{lseek, Whence};
     let size = nix::sys::stat::fstat(input.as_fd()).ok()?.st_size;
+    if size == 0 {
+        return None;
+    }
     let pos = lseek(input.as_fd(), 0, Whence::SeekCur).ok()?;
     u64::try_from(size.saturating_sub(pos)).ok()
 }
