@@ -294,7 +294,9 @@ static int finish_stream(sr_producer *p, int *reader_came, sr_error *e)
 static int64_t bytes_left(int fd)
 {
     struct stat st;
-    if (fstat(fd, &st) != 0)
+    /* A size of 0 says nothing: /proc and /sys files report 0 and have content;
+     * read them until read(2) returns 0 (an empty file ends at once that way). */
+    if (fstat(fd, &st) != 0 || st.st_size == 0)
         return -1;
     off_t pos = lseek(fd, 0, SEEK_CUR);
     if (pos < 0)
