@@ -70,6 +70,12 @@ impl IpcKey {
         if let Some(path) = text.strip_prefix("path:") {
             return IpcKey::from_path(Path::new(path));
         }
+        // Rust's integer parsers take a leading '+'; a key is digits only.
+        if text.contains('+') {
+            return Err(bad(format!(
+                "{text:?} is not a key (no sign: 0x1234abcd, a decimal number, or path:FILE)"
+            )));
+        }
         let value = if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
             u32::from_str_radix(hex, 16)
                 .map_err(|_| bad(format!("{text:?} is not a 32-bit hexadecimal number")))?
@@ -137,6 +143,8 @@ mod tests {
             "0x1_0000_0000",
             "4294967296",
             "0x",
+            "+16",
+            "0x+10",
         ] {
             assert!(IpcKey::parse(bad).is_err(), "{bad:?} was accepted");
         }

@@ -46,6 +46,19 @@ pub fn run_writer(
             session.semaphores().id()
         ));
     }
+    if !session.created() && cfg.persist != session.persist() {
+        // PERSIST is the session's flag, set by its creator (PROTOCOL.md §11).
+        note(format!(
+            "the session at key {} was created {} --persist, and that is what counts: this writer {}",
+            cfg.key,
+            if session.persist() { "with" } else { "without" },
+            if session.persist() {
+                "finishes without waiting for a reader"
+            } else {
+                "waits for a reader at the end like its creator"
+            }
+        ));
+    }
     let start = Instant::now();
     let result = pump_input(&session, cfg, input, note, progress);
     match result {
