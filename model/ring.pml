@@ -1,5 +1,5 @@
 /*
- * ring.pml -- a Promela model of the shared-mode ring protocol (PROTOCOL.md §3, 5-8;
+ * ring.pml -- a Promela model of the shared-mode ring protocol (PROTOCOL.md §4, 8-13;
  * crates/shm_common/src/ring.rs and session.rs). `make model` checks it; what is
  * modelled, what is abstracted and the results are in model/README.md.
  *
@@ -73,7 +73,7 @@
 #define WAKE timeout
 #endif
 
-/* ---- the semaphore set (PROTOCOL.md §3) ---- */
+/* ---- the semaphore set (PROTOCOL.md §4) ---- */
 #define FREE   0
 #define FILLED 1
 #define WM     2   /* WRITE_MUTEX */
@@ -93,7 +93,7 @@ short adj[NP * NM];                    /* SEM_UNDO adjustments, per process and 
 #define OP(m, d)      sem[m] = sem[m] + (d)
 #define UOP(p, m, d)  sem[m] = sem[m] + (d); A(p, m) = A(p, m) - (d)
 
-/* ---- the header (PROTOCOL.md §2.1); joins are abstracted: everyone has joined ---- */
+/* ---- the header (PROTOCOL.md §3); joins are abstracted: everyone has joined ---- */
 #define ST_OPEN  1
 #define ST_ENDED 2
 byte hstate = ST_OPEN;

@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::*;
 
-/// Member names of the semaphore set, in index order (PROTOCOL.md §3): the names the
+/// Member names of the semaphore set, in index order (PROTOCOL.md §4): the names the
 /// narration uses, to map them to strace's member numbers.
 const MEMBERS: &[&str] = shm_common::layout::sem::NAMES;
 
@@ -184,7 +184,7 @@ fn persist_ids_and_flags_match_ipcs_and_the_reader_narrates_removal() {
         "{}",
         wf.stderr
     );
-    // Initialisation as PROTOCOL.md §4 says: the signature right after semget, then
+    // Initialisation as PROTOCOL.md §6 says: the signature right after semget, then
     // (segment and header) SETALL with the initial values, then the opening semop.
     let signature = position(
         &wcalls,

@@ -1,4 +1,4 @@
-//! The first page of the segment: [`Header`], field by field, as PROTOCOL.md §2.1
+//! The first page of the segment: [`Header`], field by field, as PROTOCOL.md §3
 //! lists it, and the two moments that need ordering: the creator publishing a
 //! complete header, and an opener reading it.
 //!
@@ -47,7 +47,7 @@ pub struct PeerEntry {
     pub reserved: AtomicU32,
 }
 
-/// The header page of a segment of ours (PROTOCOL.md §2.1).
+/// The header page of a segment of ours (PROTOCOL.md §3).
 #[repr(C)]
 #[derive(Debug)]
 pub struct Header {
@@ -104,7 +104,7 @@ pub struct Header {
     rest: [AtomicU64; (layout::HEADER_SIZE - 640) / 8],
 }
 
-// PROTOCOL.md §2.1, field by field.
+// PROTOCOL.md §3, field by field.
 const _: () = {
     assert!(size_of::<Header>() == layout::HEADER_SIZE);
     assert!(std::mem::align_of::<Header>() == 8);

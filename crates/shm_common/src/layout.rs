@@ -13,7 +13,7 @@
 
 use crate::error::{Error, Result};
 
-// PROTOCOL.md §1: every integer in the segment is little-endian, and the atomics
+// PROTOCOL.md §2: every integer in the segment is little-endian, and the atomics
 // store theirs in the CPU's order, so the two agree only on little-endian targets.
 #[cfg(target_endian = "big")]
 compile_error!(
@@ -24,7 +24,7 @@ compile_error!(
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SVSHMRNG");
 /// Bumped whenever the layout or the protocol changes incompatibly. Version 3: the
 /// creator marks its new set with [`sem::SIGNATURE`], readers check what they take
-/// in shared sessions (PROTOCOL.md §7), the default key is per user.
+/// in shared sessions (PROTOCOL.md §10.2), the default key is per user.
 pub const VERSION: u32 = 3;
 /// The header occupies the first page, so the ring starts page-aligned.
 pub const HEADER_SIZE: usize = 4096;

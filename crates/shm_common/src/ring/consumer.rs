@@ -1,7 +1,7 @@
 //! [`Consumer`]: a reader's side of the ring. It takes published frames and the
 //! read mutex in one atomic `semop`, copies each frame out and checks it, then frees
 //! the slots in one more `semop` that moves `TAIL`, gives the slots to `FREE` and
-//! releases the mutex (PROTOCOL.md §7).
+//! releases the mutex (PROTOCOL.md §10).
 
 use super::order::WriterOrder;
 use super::spin::{Spinner, Turn};

@@ -1,6 +1,6 @@
 //! What a reader expects of each writer's frames: they arrive in that writer's
 //! order; with one reader (a byte-stream session) also without gaps, and with byte
-//! offsets that add up (PROTOCOL.md §7).
+//! offsets that add up (PROTOCOL.md §10.2).
 
 use crate::frame::FrameHeader;
 use std::collections::HashMap;

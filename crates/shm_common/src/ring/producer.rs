@@ -1,7 +1,7 @@
 //! [`Producer`]: a writer's side of the ring. It takes `k` free slots *and* the
 //! write mutex in one atomic `semop`, fills slots `HEAD .. HEAD+k`, then publishes
 //! them in one more atomic `semop` that also moves `HEAD`, adds `k` to `FILLED` and
-//! releases the mutex (PROTOCOL.md §6).
+//! releases the mutex (PROTOCOL.md §9).
 
 use super::{batch_start, Notes, Release, Side};
 use crate::cancel;

@@ -179,7 +179,7 @@ fn pump_input(
             break;
         }
         if !cfg.lines {
-            // Byte stream: frame boundaries mean nothing (PROTOCOL.md §5), so publish
+            // Byte stream: frame boundaries mean nothing (PROTOCOL.md §14), so publish
             // whole frames and keep a partial one for the next read while more input
             // is already waiting. A pipe's reads come in whatever sizes the kernel
             // likes; this way `cat f | writer` fills its slots like `writer f` does.
