@@ -238,8 +238,10 @@ impl<'a> Producer<'a> {
         let g = self.s.geometry();
         let index = (head + j) % g.slots;
         let mem = self.s.memory();
-        mem.write_payload(index, payload)?;
-        mem.write_frame_header(index, &h.encode(payload))?;
+        // One sweep: the payload is copied into the slot and checksummed on the way.
+        let (mut hb, crc) = h.unsealed();
+        FrameHeader::seal(&mut hb, mem.write_payload_crc(index, payload, crc)?);
+        mem.write_frame_header(index, &hb)?;
         if trace::enabled() {
             let off = g.slot_offset(index);
             let (call, why) = if payload.is_empty() {

@@ -124,11 +124,12 @@ impl SessionMemory {
         self.seg.write_bytes(self.slot(index)?, hb)
     }
 
-    /// Copies `payload` into slot `index`.
-    pub(crate) fn write_payload(&self, index: u32, payload: &[u8]) -> Result<()> {
+    /// Copies `payload` into slot `index`, continuing the CRC-32C `crc` over it in
+    /// the same sweep; returns the checksum.
+    pub(crate) fn write_payload_crc(&self, index: u32, payload: &[u8], crc: u32) -> Result<u32> {
         self.payload(payload.len())?;
         self.seg
-            .write_bytes(self.slot(index)? + FRAME_HEADER_SIZE, payload)
+            .write_bytes_crc(self.slot(index)? + FRAME_HEADER_SIZE, payload, crc)
     }
 
     /// Reads from `fd` into the payload of slot `index`, at payload offset `at`, at

@@ -418,6 +418,21 @@ impl Segment {
         Ok(())
     }
 
+    /// Copies `data` into the segment at `offset` and continues the CRC-32C `crc`
+    /// over it in the same sweep (each byte loaded once, stored and folded from one
+    /// register): the writer's copy into a slot, one pass instead of a checksum pass
+    /// and a copy pass. The checksum is of `data`, our own bytes, so what a peer does
+    /// to the slot meanwhile cannot change it. Refused on a read-only attach.
+    pub(crate) fn write_bytes_crc(&self, offset: usize, data: &[u8], crc: u32) -> Result<u32> {
+        self.check_writable()?;
+        let p = self.span(offset, data.len())?;
+        // SAFETY: the destination span is in bounds (checked) and writable (not a
+        // read-only attach); the source is our own buffer, disjoint from the mapping;
+        // copy_crc32c stores through raw pointers, which other processes writing the
+        // same bytes cannot make undefined.
+        Ok(unsafe { checksum::copy_crc32c(crc, data.as_ptr(), p, data.len()) })
+    }
+
     /// Reads the little-endian `u32` at `offset` once, by copy (for programs that
     /// look at a segment as bytes; the protocol's own code uses [`Segment::header`]).
     pub fn read_u32(&self, offset: usize) -> Result<u32> {
